@@ -1,0 +1,304 @@
+//! Attention problems on the host: the golden-file format (`tests/golden/*.json`), loading with
+//! contract checks, seeded random generation, and upload to the GPU.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::attention::Shape;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::options::{AttentionOptions, Causal, Mask, MaskKind};
+use crate::tensor::Tensor;
+
+/// A mask as stored in a case file: `shape` is `[batch|1, q_heads|1, q_len|1, kv_len|1]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaseMask {
+    pub kind: MaskKind,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// One attention problem, with its expected results when the file carries them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Case {
+    pub name: String,
+    pub batch: usize,
+    pub q_heads: usize,
+    pub kv_heads: usize,
+    pub q_len: usize,
+    pub kv_len: usize,
+    pub head_dim: usize,
+    pub value_dim: usize,
+    /// `None` means 1/sqrt(head_dim).
+    pub scale: Option<f64>,
+    pub causal: Causal,
+    pub key_lengths: Option<Vec<u32>>,
+    pub mask: Option<CaseMask>,
+    pub q: Vec<f32>,
+    pub k: Vec<f32>,
+    pub v: Vec<f32>,
+    /// Expected output, `[batch, q_heads, q_len, value_dim]` (float64 from an independent reference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<Vec<f64>>,
+    /// Expected lse; `null` is `-inf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lse: Option<Vec<Option<f64>>>,
+    /// Expected probabilities, `[batch, q_heads, q_len, kv_len]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probs: Option<Vec<f64>>,
+}
+
+fn bad(path: &str, reason: impl Into<String>) -> Error {
+    Error::CaseFile {
+        path: path.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl Case {
+    pub fn shape(&self) -> Shape {
+        Shape {
+            batch: self.batch,
+            q_heads: self.q_heads,
+            kv_heads: self.kv_heads,
+            q_len: self.q_len,
+            kv_len: self.kv_len,
+            head_dim: self.head_dim,
+            value_dim: self.value_dim,
+        }
+    }
+
+    /// Reads a case file and checks it against the contract; the error says what breaks it.
+    pub fn load(path: &str) -> Result<Case> {
+        let text = std::fs::read_to_string(path).map_err(|e| bad(path, e.to_string()))?;
+        let case: Case = serde_json::from_str(&text).map_err(|e| bad(path, e.to_string()))?;
+        case.validate().map_err(|r| bad(path, r))?;
+        Ok(case)
+    }
+
+    /// Checks sizes, data lengths and options against the contract.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let s = self.shape();
+        for (n, d) in [
+            ("batch", s.batch),
+            ("q_heads", s.q_heads),
+            ("kv_heads", s.kv_heads),
+            ("q_len", s.q_len),
+            ("kv_len", s.kv_len),
+            ("head_dim", s.head_dim),
+            ("value_dim", s.value_dim),
+        ] {
+            if d == 0 {
+                return Err(format!("{n} is 0"));
+            }
+        }
+        if s.q_heads % s.kv_heads != 0 {
+            return Err(format!(
+                "q_heads {} is not a multiple of kv_heads {}",
+                s.q_heads, s.kv_heads
+            ));
+        }
+        let len = |n: &str, got: usize, shape: &[usize]| {
+            let want: usize = shape.iter().product();
+            if got != want {
+                Err(format!(
+                    "{n} has {got} values, shape {shape:?} needs {want}"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        len("q", self.q.len(), &s.q())?;
+        len("k", self.k.len(), &s.k())?;
+        len("v", self.v.len(), &s.v())?;
+        if let Some(o) = &self.out {
+            len("out", o.len(), &s.out())?;
+        }
+        if let Some(l) = &self.lse {
+            len("lse", l.len(), &s.lse())?;
+        }
+        if let Some(p) = &self.probs {
+            len("probs", p.len(), &s.probs())?;
+        }
+        if let Some(m) = &self.mask {
+            let t = s.probs();
+            if m.shape.len() != 4 || m.shape.iter().zip(t).any(|(&g, t)| g != t && g != 1) {
+                return Err(format!(
+                    "mask shape {:?} cannot broadcast to {t:?}",
+                    m.shape
+                ));
+            }
+            len("mask", m.data.len(), &m.shape)?;
+            if m.data.iter().any(|x| !x.is_finite()) {
+                return Err("mask holds non-finite values".into());
+            }
+        }
+        if let Some(kl) = &self.key_lengths {
+            if kl.len() != s.batch {
+                return Err(format!(
+                    "key_lengths has {} entries, batch is {}",
+                    kl.len(),
+                    s.batch
+                ));
+            }
+            if let Some(l) = kl.iter().find(|&&l| l as usize > s.kv_len) {
+                return Err(format!("key length {l} exceeds kv_len {}", s.kv_len));
+            }
+        }
+        if let Some(sc) = self.scale {
+            if !sc.is_finite() {
+                return Err(format!("scale {sc} is not finite"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads Q, K, V and the mask, and builds the matching options.
+    pub fn upload(&self, ctx: &Context) -> Result<(Tensor, Tensor, Tensor, AttentionOptions)> {
+        let s = self.shape();
+        let q = Tensor::from_data(ctx, &s.q(), &self.q)?;
+        let k = Tensor::from_data(ctx, &s.k(), &self.k)?;
+        let v = Tensor::from_data(ctx, &s.v(), &self.v)?;
+        let mask = match &self.mask {
+            Some(m) => Some(Mask {
+                kind: m.kind,
+                tensor: Tensor::from_data(ctx, &m.shape, &m.data)?,
+            }),
+            None => None,
+        };
+        let opts = AttentionOptions {
+            scale: self.scale.map(|x| x as f32),
+            causal: self.causal,
+            key_lengths: self.key_lengths.clone(),
+            mask,
+            ..Default::default()
+        };
+        Ok((q, k, v, opts))
+    }
+
+    /// Random inputs uniform in [-1, 1) from `seed`, no masks.
+    pub fn random(name: impl Into<String>, shape: Shape, seed: u64) -> Case {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut gen =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+        let q = gen(shape.q().iter().product());
+        let k = gen(shape.k().iter().product());
+        let v = gen(shape.v().iter().product());
+        Case {
+            name: name.into(),
+            batch: shape.batch,
+            q_heads: shape.q_heads,
+            kv_heads: shape.kv_heads,
+            q_len: shape.q_len,
+            kv_len: shape.kv_len,
+            head_dim: shape.head_dim,
+            value_dim: shape.value_dim,
+            scale: None,
+            causal: Causal::None,
+            key_lengths: None,
+            mask: None,
+            q,
+            k,
+            v,
+            out: None,
+            lse: None,
+            probs: None,
+        }
+    }
+
+    pub fn with_causal(mut self, c: Causal) -> Self {
+        self.causal = c;
+        self
+    }
+    pub fn with_scale(mut self, s: f64) -> Self {
+        self.scale = Some(s);
+        self
+    }
+    pub fn with_key_lengths(mut self, kl: Vec<u32>) -> Self {
+        self.key_lengths = Some(kl);
+        self
+    }
+    /// Multiplies Q by `f`, making logits large (tests max subtraction).
+    pub fn with_q_scaled(mut self, f: f32) -> Self {
+        self.q.iter_mut().for_each(|x| *x *= f);
+        self
+    }
+
+    /// A random mask of `kind` whose dimensions are 1 where `broadcast` says so. Bool masks keep
+    /// each key with probability `keep`; additive masks draw from [-4, 4) with a -1e9 "strong mask"
+    /// at probability 1 - `keep`.
+    pub fn with_random_mask(
+        mut self,
+        kind: MaskKind,
+        broadcast: [bool; 4],
+        keep: f64,
+        seed: u64,
+    ) -> Self {
+        let t = self.shape().probs();
+        let shape: Vec<usize> = (0..4)
+            .map(|d| if broadcast[d] { 1 } else { t[d] })
+            .collect();
+        let n: usize = shape.iter().product();
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x6d61_736b);
+        let data = (0..n)
+            .map(|_| {
+                let kept = rng.random_bool(keep);
+                match kind {
+                    MaskKind::Bool => kept as u8 as f32,
+                    MaskKind::Additive => {
+                        if kept {
+                            rng.random_range(-4.0..4.0)
+                        } else {
+                            -1e9
+                        }
+                    }
+                }
+            })
+            .collect();
+        self.mask = Some(CaseMask { kind, shape, data });
+        self
+    }
+
+    /// Masks every key of the given `(b, h, i)` rows through a full-shape bool mask (created if
+    /// absent, expanded if broadcast). An additive mask cannot mask hard, so it is refused.
+    pub fn with_fully_masked_rows(
+        mut self,
+        rows: &[(usize, usize, usize)],
+    ) -> std::result::Result<Self, String> {
+        if matches!(&self.mask, Some(m) if m.kind != MaskKind::Bool) {
+            return Err("fully masked rows need a bool mask or none".into());
+        }
+        let t = self.shape().probs();
+        let full: Vec<usize> = t.to_vec();
+        let mut data = match self.mask.take() {
+            None => vec![1.0f32; full.iter().product()],
+            Some(m) => {
+                // Expand the broadcast mask to full shape.
+                let mut d = vec![0.0f32; full.iter().product()];
+                for (idx, x) in d.iter_mut().enumerate() {
+                    let j = idx % t[3];
+                    let i = (idx / t[3]) % t[2];
+                    let h = (idx / (t[3] * t[2])) % t[1];
+                    let b = idx / (t[3] * t[2] * t[1]);
+                    let pick = |dim: usize, v: usize| if m.shape[dim] == 1 { 0 } else { v };
+                    let mi = ((pick(0, b) * m.shape[1] + pick(1, h)) * m.shape[2] + pick(2, i))
+                        * m.shape[3]
+                        + pick(3, j);
+                    *x = m.data[mi];
+                }
+                d
+            }
+        };
+        for &(b, h, i) in rows {
+            let start = ((b * t[1] + h) * t[2] + i) * t[3];
+            data[start..start + t[3]].iter_mut().for_each(|x| *x = 0.0);
+        }
+        self.mask = Some(CaseMask {
+            kind: MaskKind::Bool,
+            shape: full,
+            data,
+        });
+        Ok(self)
+    }
+}

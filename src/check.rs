@@ -1,0 +1,334 @@
+//! Comparing GPU results with a reference: errors, the float32 tolerance rule, and one call that
+//! answers "is this GPU right?" for a problem.
+
+use serde::Serialize;
+
+use crate::attention::{AttentionOutput, Shape};
+use crate::case::Case;
+use crate::context::Context;
+use crate::error::Result;
+use crate::options::{AttentionOptions, Variant};
+use crate::reference::{self, Reference};
+use crate::tensor::Tensor;
+
+/// Acceptance limits. [`Tolerance::FLOAT32`] is the rule of the golden cases; it is the one place
+/// where a tolerance is set for the library's f32 kernels.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Tolerance {
+    /// Largest `||out - ref|| / ||ref||` (absolute `||out - ref||` when `||ref|| = 0`).
+    pub rel_l2: f64,
+    /// Largest absolute error, times `max(1, max |ref|)`.
+    pub abs: f64,
+    /// Largest lse error (`-inf` must match exactly).
+    pub lse: f64,
+    /// Largest probability error.
+    pub probs: f64,
+}
+
+impl Tolerance {
+    pub const FLOAT32: Tolerance = Tolerance {
+        rel_l2: 1e-5,
+        abs: 1e-4,
+        lse: 1e-4,
+        probs: 1e-5,
+    };
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Self::FLOAT32
+    }
+}
+
+/// The outcome of one comparison. Indices are `[b, h, i, e]` (output, probs) and `[b, h, i]` (lse).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub name: String,
+    pub variant: String,
+    pub rows_checked: usize,
+    pub rows_total: usize,
+    pub rel_l2: f64,
+    pub max_abs_err: f64,
+    pub max_abs_at: Option<[usize; 4]>,
+    pub abs_limit: f64,
+    pub lse_max_err: Option<f64>,
+    pub lse_at: Option<[usize; 3]>,
+    pub probs_max_err: Option<f64>,
+    pub probs_at: Option<[usize; 4]>,
+    /// NaN values anywhere in the returned tensors (NaN is also the poison of unwritten elements).
+    pub nan_count: usize,
+    pub failures: Vec<String>,
+    pub passed: bool,
+}
+
+impl Report {
+    /// One line: name, errors, verdict.
+    pub fn line(&self) -> String {
+        let lse = self
+            .lse_max_err
+            .map(|e| format!("{e:.2e}"))
+            .unwrap_or_else(|| "-".into());
+        let probs = self
+            .probs_max_err
+            .map(|e| format!(" probs_err={e:.2e}"))
+            .unwrap_or_default();
+        let mut s = format!(
+            "{:<32} {:<7} max_abs_err={:.2e} rel_l2={:.2e} lse_err={}{} {}",
+            self.name,
+            self.variant,
+            self.max_abs_err,
+            self.rel_l2,
+            lse,
+            probs,
+            if self.passed { "pass" } else { "FAIL" }
+        );
+        if !self.passed {
+            s.push_str(&format!(" ({})", self.failures.join("; ")));
+        }
+        s
+    }
+}
+
+/// What the GPU returned: full tensors as downloaded.
+pub struct Got<'a> {
+    pub out: &'a [f32],
+    pub lse: Option<&'a [f32]>,
+    pub probs: Option<&'a [f32]>,
+}
+
+fn unravel(shape: &Shape, row: usize) -> (usize, usize, usize) {
+    let i = row % shape.q_len;
+    let h = (row / shape.q_len) % shape.q_heads;
+    let b = row / (shape.q_len * shape.q_heads);
+    (b, h, i)
+}
+
+/// Compares full GPU tensors with reference values for `expected.rows`.
+pub fn compare(
+    name: &str,
+    variant: Variant,
+    shape: &Shape,
+    got: &Got,
+    expected: &Reference,
+    tol: Tolerance,
+) -> Report {
+    let mut failures = Vec::new();
+    let dv = shape.value_dim;
+    let lk = shape.kv_len;
+    let nan_count = got.out.iter().filter(|x| x.is_nan()).count()
+        + got
+            .lse
+            .map_or(0, |l| l.iter().filter(|x| x.is_nan()).count())
+        + got
+            .probs
+            .map_or(0, |p| p.iter().filter(|x| x.is_nan()).count());
+    if nan_count > 0 {
+        failures.push(format!("{nan_count} NaN values (NaN never passes; NaN is also the poison of unwritten outputs)"));
+    }
+
+    let (mut diff2, mut ref2, mut max_abs, mut max_ref) = (0f64, 0f64, 0f64, 0f64);
+    let mut max_abs_at = None;
+    for (n, &row) in expected.rows.iter().enumerate() {
+        let (b, h, i) = unravel(shape, row);
+        for e in 0..dv {
+            let r = expected.out[n * dv + e];
+            let g = got.out[row * dv + e] as f64;
+            let d = (g - r).abs();
+            let d = if d.is_nan() { f64::INFINITY } else { d };
+            diff2 += d * d;
+            ref2 += r * r;
+            max_ref = max_ref.max(r.abs());
+            if d > max_abs || max_abs_at.is_none() {
+                max_abs = d;
+                max_abs_at = Some([b, h, i, e]);
+            }
+        }
+    }
+    let rel_l2 = if ref2 > 0.0 {
+        (diff2 / ref2).sqrt()
+    } else {
+        diff2.sqrt()
+    };
+    let abs_limit = tol.abs * max_ref.max(1.0);
+    if !(rel_l2 <= tol.rel_l2) {
+        failures.push(format!("rel_l2 {rel_l2:.3e} > {:.1e}", tol.rel_l2));
+    }
+    if !(max_abs <= abs_limit) {
+        failures.push(format!(
+            "max_abs_err {max_abs:.3e} > {abs_limit:.1e} at {:?}",
+            max_abs_at.unwrap_or_default()
+        ));
+    }
+
+    let (mut lse_max_err, mut lse_at) = (None, None);
+    if let Some(gl) = got.lse {
+        let mut worst = 0f64;
+        for (n, &row) in expected.rows.iter().enumerate() {
+            let r = expected.lse[n];
+            let g = gl[row] as f64;
+            let err = if r == f64::NEG_INFINITY || g == f64::NEG_INFINITY {
+                if r == g {
+                    0.0
+                } else {
+                    f64::INFINITY
+                }
+            } else {
+                let d = (g - r).abs();
+                if d.is_nan() {
+                    f64::INFINITY
+                } else {
+                    d
+                }
+            };
+            if err > worst || lse_at.is_none() {
+                worst = err;
+                let (b, h, i) = unravel(shape, row);
+                lse_at = Some([b, h, i]);
+            }
+        }
+        lse_max_err = Some(worst);
+        if !(worst <= tol.lse) {
+            failures.push(format!(
+                "lse error {worst:.3e} > {:.1e} at {:?}",
+                tol.lse,
+                lse_at.unwrap_or_default()
+            ));
+        }
+    }
+
+    let (mut probs_max_err, mut probs_at) = (None, None);
+    if let (Some(gp), Some(rp)) = (got.probs, expected.probs.as_ref()) {
+        let mut worst = 0f64;
+        for (n, &row) in expected.rows.iter().enumerate() {
+            for j in 0..lk {
+                let d = (gp[row * lk + j] as f64 - rp[n * lk + j]).abs();
+                let d = if d.is_nan() { f64::INFINITY } else { d };
+                if d > worst || probs_at.is_none() {
+                    worst = d;
+                    let (b, h, i) = unravel(shape, row);
+                    probs_at = Some([b, h, i, j]);
+                }
+            }
+        }
+        probs_max_err = Some(worst);
+        if !(worst <= tol.probs) {
+            failures.push(format!(
+                "probs error {worst:.3e} > {:.1e} at {:?}",
+                tol.probs,
+                probs_at.unwrap_or_default()
+            ));
+        }
+    }
+
+    Report {
+        name: name.to_string(),
+        variant: variant.to_string(),
+        rows_checked: expected.rows.len(),
+        rows_total: shape.batch * shape.q_heads * shape.q_len,
+        rel_l2,
+        max_abs_err: max_abs,
+        max_abs_at,
+        abs_limit,
+        lse_max_err,
+        lse_at,
+        probs_max_err,
+        probs_at,
+        nan_count,
+        passed: failures.is_empty(),
+        failures,
+    }
+}
+
+/// `n` rows spread evenly over `0..total`, first and last included (all rows when `n >= total`).
+pub fn sample_rows(total: usize, n: usize) -> Vec<usize> {
+    if n >= total || total <= 1 {
+        return (0..total).collect();
+    }
+    let n = n.max(2);
+    let mut v: Vec<usize> = (0..n).map(|k| k * (total - 1) / (n - 1)).collect();
+    v.dedup();
+    v
+}
+
+/// The expected results of a golden case, as a [`Reference`] over all rows.
+fn expected_from_file(case: &Case) -> Option<Reference> {
+    let out = case.out.clone()?;
+    let n = case.batch * case.q_heads * case.q_len;
+    let lse = case
+        .lse
+        .as_ref()?
+        .iter()
+        .map(|x| x.unwrap_or(f64::NEG_INFINITY))
+        .collect();
+    Some(Reference {
+        rows: (0..n).collect(),
+        out,
+        lse,
+        probs: case.probs.clone(),
+    })
+}
+
+/// Runs `case` on the GPU through the public API into NaN-poisoned outputs, and compares with the
+/// case's own expected results when it has them, else with the f64 CPU reference (on
+/// `sample_rows` evenly spread query rows when given, every row otherwise). The probabilities are
+/// requested and checked when `opts.return_probs` is set or the case file carries them.
+pub async fn verify(
+    ctx: &Context,
+    case: &Case,
+    opts: &AttentionOptions,
+    sample: Option<usize>,
+    tol: Tolerance,
+) -> Result<Report> {
+    let (q, k, v, mut o) = case.upload(ctx)?;
+    o.variant = opts.variant;
+    o.max_scratch_bytes = opts.max_scratch_bytes;
+    o.timeout = opts.timeout;
+    let from_file = expected_from_file(case);
+    let want_probs = opts.return_probs || (from_file.is_some() && case.probs.is_some());
+    o.return_lse = true;
+    o.return_probs = want_probs;
+    let s = case.shape();
+    let lse_t = Tensor::filled(ctx, &s.lse(), f32::NAN)?;
+    let outputs = AttentionOutput {
+        out: Tensor::filled(ctx, &s.out(), f32::NAN)?,
+        lse: Some(lse_t.clone()),
+        probs: if want_probs {
+            Some(Tensor::filled(ctx, &s.probs(), f32::NAN)?)
+        } else {
+            None
+        },
+        variant: opts.variant,
+    };
+    let variant = ctx.attention_into(&q, &k, &v, &o, &outputs).await?;
+    let out = outputs.out.read(ctx).await?;
+    let lse = lse_t.read(ctx).await?;
+    let probs = match &outputs.probs {
+        Some(p) => Some(p.read(ctx).await?),
+        None => None,
+    };
+    let expected = match from_file {
+        Some(e) => e,
+        None => {
+            let total = s.batch * s.q_heads * s.q_len;
+            let rows = sample_rows(total, sample.unwrap_or(total));
+            reference::attention_rows(case, &rows, want_probs)
+        }
+    };
+    let got = Got {
+        out: &out,
+        lse: Some(&lse),
+        probs: probs.as_deref(),
+    };
+    Ok(compare(&case.name, variant, &s, &got, &expected, tol))
+}
+
+/// Blocking form of [`verify`].
+pub fn verify_blocking(
+    ctx: &Context,
+    case: &Case,
+    opts: &AttentionOptions,
+    sample: Option<usize>,
+    tol: Tolerance,
+) -> Result<Report> {
+    pollster::block_on(verify(ctx, case, opts, sample, tol))
+}

@@ -1,0 +1,432 @@
+//! The GPU context: adapter choice, device, loss tracking, error capture and the pipeline cache.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::kernels::KernelSource;
+
+/// How [`Context::new`] picks an adapter.
+#[derive(Debug, Clone)]
+pub struct ContextOptions {
+    /// Backends to consider. `None` reads `WGPU_BACKEND` (e.g. `vulkan`, `metal`, `dx12`, `gl`) and
+    /// falls back to every backend wgpu was built with.
+    pub backends: Option<wgpu::Backends>,
+    /// Case-insensitive substring an adapter's name must contain. `None` reads `WGPU_ADAPTER_NAME`.
+    pub adapter_name: Option<String>,
+    /// High performance by default: a discrete GPU before an integrated one before a CPU driver.
+    pub power_preference: wgpu::PowerPreference,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        Self {
+            backends: None,
+            adapter_name: None,
+            power_preference: wgpu::PowerPreference::HighPerformance,
+        }
+    }
+}
+
+/// Kinds of binding a kernel declares, in binding order (group 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Binding {
+    /// The parameter block, a uniform buffer bound with a dynamic offset so that one buffer holds the
+    /// parameters of every dispatch of a call.
+    Params,
+    Read,
+    ReadWrite,
+}
+
+/// A compiled kernel: its pipeline and the layout its bind groups follow.
+pub(crate) struct Kernel {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// A specialization: the kernel and the constants baked into it. Equal keys share one pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PipelineKey {
+    pub name: &'static str,
+    pub constants: Vec<(&'static str, u32)>,
+}
+
+impl PipelineKey {
+    /// A label naming the specialization, as GPU debuggers and validation messages show it.
+    pub fn label(&self) -> String {
+        let mut s = self.name.to_string();
+        for (k, v) in &self.constants {
+            s.push_str(&format!("_{k}{v}"));
+        }
+        s
+    }
+}
+
+struct Inner {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    features: wgpu::Features,
+    limits: wgpu::Limits,
+    lost: Arc<Mutex<Option<String>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Kernel>>>,
+    compiled: AtomicUsize,
+    /// A small buffer bound in place of an absent optional input (mask, key lengths).
+    dummy: wgpu::Buffer,
+}
+
+/// A GPU device and queue with the library's pipelines. Cheap to clone and shareable across threads.
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("adapter", &self.inner.info.name)
+            .field("backend", &self.inner.info.backend)
+            .finish()
+    }
+}
+
+/// Features the kernels can use; requested only where the adapter has them.
+pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::TIMESTAMP_QUERY);
+
+fn rank_device_type(t: wgpu::DeviceType, pref: wgpu::PowerPreference) -> u32 {
+    use wgpu::DeviceType::*;
+    match pref {
+        wgpu::PowerPreference::LowPower => match t {
+            IntegratedGpu => 0,
+            DiscreteGpu => 1,
+            VirtualGpu => 2,
+            Other => 3,
+            Cpu => 4,
+        },
+        _ => match t {
+            DiscreteGpu => 0,
+            IntegratedGpu => 1,
+            VirtualGpu => 2,
+            Other => 3,
+            Cpu => 4,
+        },
+    }
+}
+
+impl Context {
+    /// Picks an adapter (see [`ContextOptions`]) and opens a device with the adapter's own limits.
+    pub async fn new(options: ContextOptions) -> Result<Self> {
+        let backends = options
+            .backends
+            .or_else(wgpu::Backends::from_env)
+            .unwrap_or(wgpu::Backends::all());
+        let filter = options
+            .adapter_name
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+            .filter(|s| !s.is_empty());
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        let adapters = instance.enumerate_adapters(backends).await;
+        let seen: Vec<String> = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({:?})", i.name, i.backend)
+            })
+            .collect();
+        let chosen = adapters
+            .into_iter()
+            .filter(|a| match &filter {
+                Some(f) => a.get_info().name.to_lowercase().contains(&f.to_lowercase()),
+                None => true,
+            })
+            .min_by_key(|a| rank_device_type(a.get_info().device_type, options.power_preference));
+        let Some(adapter) = chosen else {
+            return Err(Error::NoAdapter {
+                backends: format!("{backends:?}"),
+                filter,
+                seen: seen.join(", "),
+            });
+        };
+        Self::open(&adapter).await
+    }
+
+    /// Blocking form of [`Context::new`].
+    pub fn new_blocking(options: ContextOptions) -> Result<Self> {
+        pollster::block_on(Self::new(options))
+    }
+
+    /// Opens a device on a given adapter, with the optional features it has and its own limits.
+    pub async fn open(adapter: &wgpu::Adapter) -> Result<Self> {
+        let features = adapter.features() & OPTIONAL_FEATURES;
+        // The adapter's limits, not wgpu's defaults: bindings above 128 MiB and the full workgroup
+        // memory are usable where the hardware has them.
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpu-attention"),
+                required_features: features,
+                required_limits: limits,
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::RequestDevice(e.to_string()))?;
+        let lost = Arc::new(Mutex::new(None::<String>));
+        {
+            let lost = lost.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                let mut l = lost.lock().unwrap_or_else(|p| p.into_inner());
+                if l.is_none() {
+                    *l = Some(format!("{reason:?}: {msg}"));
+                }
+            });
+        }
+        // This device is ours: errors outside our scopes must not reach wgpu's default handler,
+        // which panics. They are rare (a scope covers every call) and are logged.
+        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+            eprintln!("wgpu-attention: uncaptured GPU error: {e}");
+        }));
+        Ok(Self::wrap(device, queue, adapter.get_info(), lost))
+    }
+
+    /// Wraps a caller's device and queue. The caller's uncaptured-error handler and device-lost
+    /// callback are left alone: the library captures its own errors with error scopes and notices a
+    /// lost device from those errors, or from [`Context::mark_lost`].
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let info = device.adapter_info();
+        Self::wrap(device, queue, info, Arc::new(Mutex::new(None)))
+    }
+
+    fn wrap(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        lost: Arc<Mutex<Option<String>>>,
+    ) -> Self {
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-attention dummy"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Context {
+            inner: Arc::new(Inner {
+                features: device.features(),
+                limits: device.limits(),
+                device,
+                queue,
+                info,
+                lost,
+                pipelines: Mutex::new(HashMap::new()),
+                compiled: AtomicUsize::new(0),
+                dummy,
+            }),
+        }
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+    /// Features enabled on the device.
+    pub fn features(&self) -> wgpu::Features {
+        self.inner.features
+    }
+    /// Limits of the device (the adapter's own for a context made by [`Context::new`]).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+    /// Number of pipelines compiled so far; a repeated call with the same specialization adds none.
+    pub fn pipelines_compiled(&self) -> usize {
+        self.inner.compiled.load(Ordering::Relaxed)
+    }
+
+    /// A readable summary of the adapter, its features and the limits the kernels use.
+    pub fn describe(&self) -> String {
+        let i = &self.inner.info;
+        let l = &self.inner.limits;
+        format!(
+            "adapter: {} ({:?}, {:?})\ndriver: {} {}\nfeatures: {:?}\nsubgroup size: {}..{}\nlimits: max_storage_buffer_binding_size={} max_buffer_size={} max_compute_workgroup_storage_size={} max_compute_invocations_per_workgroup={} max_compute_workgroups_per_dimension={} min_uniform_buffer_offset_alignment={}",
+            i.name,
+            i.backend,
+            i.device_type,
+            i.driver,
+            i.driver_info,
+            self.inner.features & OPTIONAL_FEATURES,
+            i.subgroup_min_size,
+            i.subgroup_max_size,
+            l.max_storage_buffer_binding_size,
+            l.max_buffer_size,
+            l.max_compute_workgroup_storage_size,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroups_per_dimension,
+            l.min_uniform_buffer_offset_alignment,
+        )
+    }
+
+    /// Records that the device was lost; every later call returns [`Error::DeviceLost`].
+    pub fn mark_lost(&self, reason: impl Into<String>) {
+        let mut l = self.inner.lost.lock().unwrap_or_else(|p| p.into_inner());
+        if l.is_none() {
+            *l = Some(reason.into());
+        }
+    }
+
+    /// `Err(DeviceLost)` once the device is known to be lost.
+    pub fn check_alive(&self) -> Result<()> {
+        let l = self.inner.lost.lock().unwrap_or_else(|p| p.into_inner());
+        match &*l {
+            Some(r) => Err(Error::DeviceLost(r.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` inside error scopes for validation, out-of-memory and internal errors and returns
+    /// the first error captured. Scopes are per thread, so concurrent callers do not see each other's.
+    pub(crate) fn scoped<T>(&self, during: &'static str, f: impl FnOnce() -> T) -> Result<T> {
+        self.check_alive()?;
+        let d = &self.inner.device;
+        let internal = d.push_error_scope(wgpu::ErrorFilter::Internal);
+        let oom = d.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = d.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let errs = [
+            pollster::block_on(validation.pop()),
+            pollster::block_on(oom.pop()),
+            pollster::block_on(internal.pop()),
+        ];
+        if let Some(e) = errs.into_iter().flatten().next() {
+            let e = Error::from_wgpu(during, e);
+            if let Error::DeviceLost(r) = &e {
+                self.mark_lost(r.clone());
+            }
+            // A loss reported by the callback while we worked wins over the symptom.
+            self.check_alive()?;
+            return Err(e);
+        }
+        self.check_alive()?;
+        Ok(out)
+    }
+
+    /// Waits for all submitted work, bounded by `timeout` when given.
+    pub(crate) fn wait_idle(&self, timeout: Option<Duration>) -> Result<()> {
+        self.check_alive()?;
+        let poll = match timeout {
+            Some(t) => wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(t),
+            },
+            None => wgpu::PollType::wait_indefinitely(),
+        };
+        match self.inner.device.poll(poll) {
+            Ok(_) => self.check_alive(),
+            Err(wgpu::PollError::Timeout) => {
+                self.check_alive()?;
+                Err(Error::Timeout(timeout.unwrap_or_default()))
+            }
+            Err(e) => {
+                self.check_alive()?;
+                Err(Error::Gpu {
+                    during: "poll",
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
+    pub(crate) fn dummy_buffer(&self) -> &wgpu::Buffer {
+        &self.inner.dummy
+    }
+
+    /// The kernel for `key`, compiled on first use and cached after.
+    pub(crate) fn kernel(&self, src: &KernelSource, key: PipelineKey) -> Result<Arc<Kernel>> {
+        if let Some(k) = self
+            .inner
+            .pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(k.clone());
+        }
+        // Compile outside the lock; two threads racing on a new key both compile and one result wins.
+        let label = key.label();
+        let d = &self.inner.device;
+        let kernel = self.scoped("shader compilation", || {
+            let code = src.assemble(&key.constants);
+            let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&label),
+                source: wgpu::ShaderSource::Wgsl(code.into()),
+            });
+            let entries: Vec<wgpu::BindGroupLayoutEntry> = src
+                .bindings
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+                    binding: i as u32,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: match b {
+                        Binding::Params => wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Uniform,
+                            has_dynamic_offset: true,
+                            min_binding_size: None,
+                        },
+                        Binding::Read => wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage { read_only: true },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        Binding::ReadWrite => wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage { read_only: false },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                    },
+                    count: None,
+                })
+                .collect();
+            let layout = d.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(&label),
+                entries: &entries,
+            });
+            let pl = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&label),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            let pipeline = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(src.entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            Kernel { pipeline, layout }
+        })?;
+        let kernel = Arc::new(kernel);
+        let mut map = self
+            .inner
+            .pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(key).or_insert_with(|| {
+            self.inner.compiled.fetch_add(1, Ordering::Relaxed);
+            kernel
+        });
+        Ok(entry.clone())
+    }
+}

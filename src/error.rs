@@ -1,0 +1,173 @@
+//! Typed errors. Every message says what was wrong and, where it applies, what was expected.
+
+use thiserror::Error;
+
+/// Which tensor of an attention call an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorRole {
+    Query,
+    Key,
+    Value,
+    Mask,
+    KeyLengths,
+    Output,
+    Lse,
+    Probs,
+}
+
+impl std::fmt::Display for TensorRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TensorRole::Query => "q",
+            TensorRole::Key => "k",
+            TensorRole::Value => "v",
+            TensorRole::Mask => "mask",
+            TensorRole::KeyLengths => "key_lengths",
+            TensorRole::Output => "out",
+            TensorRole::Lse => "lse",
+            TensorRole::Probs => "probs",
+        })
+    }
+}
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum Error {
+    /// No adapter matched the backends and name filter asked for.
+    #[error("no GPU adapter found for backends {backends} with name filter {filter:?}; adapters seen: [{seen}]")]
+    NoAdapter {
+        backends: String,
+        filter: Option<String>,
+        seen: String,
+    },
+
+    #[error("request_device failed: {0}")]
+    RequestDevice(String),
+
+    /// The device was lost (driver reset, `destroy()`, removal). Every call after the loss returns this.
+    #[error("the GPU device was lost: {0}")]
+    DeviceLost(String),
+
+    #[error("out of GPU memory: {0}")]
+    OutOfMemory(String),
+
+    /// A wgpu validation or internal error captured by the library's error scope.
+    #[error("GPU error during {during}: {message}")]
+    Gpu {
+        during: &'static str,
+        message: String,
+    },
+
+    #[error("waiting for the GPU timed out after {0:?}")]
+    Timeout(std::time::Duration),
+
+    /// A tensor has the wrong number of dimensions.
+    #[error("{tensor}: expected rank {expected} ({layout}), got shape {got:?}")]
+    Rank {
+        tensor: TensorRole,
+        expected: usize,
+        layout: &'static str,
+        got: Vec<usize>,
+    },
+
+    /// One dimension of a tensor does not agree with the others.
+    #[error("{tensor}: dimension `{dim}` must be {expected} ({why}), got {got}")]
+    DimMismatch {
+        tensor: TensorRole,
+        dim: &'static str,
+        expected: usize,
+        got: usize,
+        why: &'static str,
+    },
+
+    #[error("{tensor}: dimension `{dim}` is 0; every size must be at least 1")]
+    ZeroSize {
+        tensor: TensorRole,
+        dim: &'static str,
+    },
+
+    #[error("q_heads ({q_heads}) must be a multiple of kv_heads ({kv_heads}) for grouped-query attention")]
+    HeadGroups { q_heads: usize, kv_heads: usize },
+
+    #[error("mask: shape {got:?} cannot broadcast to [batch, q_heads, q_len, kv_len] = {target:?}; each dimension must equal the target or be 1")]
+    MaskBroadcast { got: Vec<usize>, target: [usize; 4] },
+
+    #[error("key_lengths: expected one length per batch entry ({expected}), got {got}")]
+    KeyLengthsCount { expected: usize, got: usize },
+
+    #[error("key_lengths[{index}] = {value} exceeds kv_len = {kv_len}")]
+    KeyLengthTooLarge {
+        index: usize,
+        value: u32,
+        kv_len: usize,
+    },
+
+    #[error("scale must be finite, got {0}")]
+    NonFiniteScale(f32),
+
+    /// Data handed to an upload does not match the shape given with it.
+    #[error("{what}: shape {shape:?} holds {expected} elements, data has {got}")]
+    DataLength {
+        what: String,
+        shape: Vec<usize>,
+        expected: usize,
+        got: usize,
+    },
+
+    /// A tensor is larger than one storage binding (or one buffer) of this adapter.
+    #[error("{tensor}: {bytes} bytes exceed the adapter's {limit_name} of {limit} bytes")]
+    TooLarge {
+        tensor: TensorRole,
+        bytes: u64,
+        limit: u64,
+        limit_name: &'static str,
+    },
+
+    /// One row of the score matrix does not fit one binding, so no split of the work helps.
+    #[error("one score row of kv_len = {kv_len} keys ({bytes} bytes) exceeds max_storage_buffer_binding_size = {limit}; the staged path cannot run this shape")]
+    RowTooLarge {
+        kv_len: usize,
+        bytes: u64,
+        limit: u64,
+    },
+
+    /// A caller-provided output tensor has the wrong shape.
+    #[error("{tensor}: output shape must be {expected:?}, got {got:?}")]
+    OutputShape {
+        tensor: TensorRole,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+
+    /// A tensor belongs to another device than the context's.
+    #[error("{0}: tensor was created on another device")]
+    ForeignTensor(TensorRole),
+
+    #[error("buffer mapping failed: {0}")]
+    Map(String),
+
+    /// A golden-format case file that cannot be read or breaks the contract.
+    #[error("case file {path}: {reason}")]
+    CaseFile { path: String, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Turns an error captured by an error scope into ours; a lost device gets its own variant.
+    pub(crate) fn from_wgpu(during: &'static str, e: wgpu::Error) -> Self {
+        match e {
+            wgpu::Error::OutOfMemory { .. } => Error::OutOfMemory(format!("during {during}")),
+            wgpu::Error::Validation { description, .. }
+            | wgpu::Error::Internal { description, .. } => {
+                if description.to_ascii_lowercase().contains("lost") {
+                    Error::DeviceLost(description)
+                } else {
+                    Error::Gpu {
+                        during,
+                        message: description,
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Kernel sources and their host sides: one module per file in `shaders/`.
+//!
+//! A kernel is compiled from `shaders/common.wgsl`, a header of `const` specialization values
+//! generated from its [`PipelineKey`](crate::context::PipelineKey), and its own file. The header
+//! is the single place where tile sizes are chosen, so a later per-adapter table or autotuner only
+//! changes the constants that go into the key.
+
+pub mod pv;
+pub mod qk;
+pub mod softmax;
+
+use crate::context::Binding;
+
+pub(crate) const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
+
+/// Parameters of one dispatch. Must match `struct Params` in `shaders/common.wgsl` field for
+/// field (128 bytes); every kernel reads this one struct.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Params {
+    pub batch: u32,
+    pub q_heads: u32,
+    pub kv_heads: u32,
+    pub q_len: u32,
+    pub kv_len: u32,
+    pub head_dim: u32,
+    pub value_dim: u32,
+    pub group: u32,
+    pub scale: f32,
+    pub causal: u32,
+    pub causal_offset: i32,
+    pub mask_kind: u32,
+    pub mask_sb: u32,
+    pub mask_sh: u32,
+    pub mask_sq: u32,
+    pub mask_sk: u32,
+    pub has_key_lengths: u32,
+    pub flags: u32,
+    pub bh0: u32,
+    pub nbh: u32,
+    pub i0: u32,
+    pub rows: u32,
+    pub s_shift: u32,
+    pub j0: u32,
+    pub jn: u32,
+    pub d0: u32,
+    pub dn: u32,
+    pub nseg: u32,
+    pub _pad: [u32; 4],
+}
+
+const _: () = assert!(std::mem::size_of::<Params>() == 128);
+
+pub(crate) const FLAG_ACCUMULATE: u32 = 1;
+pub(crate) const FLAG_FINALIZE: u32 = 2;
+
+/// A WGSL kernel file and the entry point and bindings one pipeline uses.
+pub(crate) struct KernelSource {
+    pub name: &'static str,
+    pub source: &'static str,
+    pub entry: &'static str,
+    pub bindings: &'static [Binding],
+}
+
+impl KernelSource {
+    /// Full WGSL text: the shared prelude, the specialization header, the kernel.
+    pub fn assemble(&self, constants: &[(&'static str, u32)]) -> String {
+        let mut code = String::with_capacity(COMMON_WGSL.len() + self.source.len() + 256);
+        code.push_str(COMMON_WGSL);
+        code.push_str("\n// Specialization header, generated from the pipeline key.\n");
+        for (name, value) in constants {
+            code.push_str(&format!("const {name}: u32 = {value}u;\n"));
+        }
+        code.push('\n');
+        code.push_str(self.source);
+        code
+    }
+}
+
+/// Every kernel source with a representative specialization, for tests that translate them all.
+pub fn all_sources() -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for (src, key) in [
+        (&qk::SOURCE, qk::key(qk::DEFAULT_TILE)),
+        (&pv::SOURCE, pv::key(pv::DEFAULT_TILE)),
+        (&softmax::STATS, softmax::key(&softmax::STATS)),
+        (&softmax::NORMALIZE, softmax::key(&softmax::NORMALIZE)),
+    ] {
+        v.push((key.label(), src.assemble(&key.constants)));
+    }
+    v
+}
+
+/// Tile shape of the two matrix-product kernels: TM x TN outputs per workgroup, TK elements of
+/// the inner dimension staged per step. TM and TN are multiples of 4 (4 x 4 register blocks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tile {
+    pub tm: u32,
+    pub tn: u32,
+    pub tk: u32,
+}

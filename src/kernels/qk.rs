@@ -1,0 +1,37 @@
+//! Host side of `shaders/qk.wgsl`: S = scale · Q Kᵀ with masks, tiled and register-blocked.
+
+use super::{KernelSource, Tile};
+use crate::context::{Binding, PipelineKey};
+
+pub(crate) const SOURCE: KernelSource = KernelSource {
+    name: "qk",
+    source: include_str!("../../shaders/qk.wgsl"),
+    entry: "main",
+    bindings: &[
+        Binding::Params,
+        Binding::Read,      // q
+        Binding::Read,      // k
+        Binding::ReadWrite, // s
+        Binding::Read,      // mask (dummy when absent)
+        Binding::Read,      // key_lengths (dummy when absent)
+    ],
+};
+
+/// 64 x 64 outputs per workgroup of 256 invocations, 16 head-dim elements per step: the 4 x 4
+/// register-blocked shape that ran fastest in the throwaway probes on lavapipe (WGPU-NOTES.md).
+pub(crate) const DEFAULT_TILE: Tile = Tile {
+    tm: 64,
+    tn: 64,
+    tk: 16,
+};
+
+/// Head-dim elements one dispatch covers: the kernel's only problem-sized loop then runs at most
+/// D_CHUNK / TK = 64 times per invocation.
+pub(crate) const D_CHUNK: u32 = 1024;
+
+pub(crate) fn key(t: Tile) -> PipelineKey {
+    PipelineKey {
+        name: SOURCE.name,
+        constants: vec![("TM", t.tm), ("TN", t.tn), ("TK", t.tk)],
+    }
+}

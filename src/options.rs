@@ -1,0 +1,163 @@
+//! What an attention call computes: the options of the contract.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::tensor::Tensor;
+
+/// Causal masking and how it aligns when `q_len != kv_len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Causal {
+    /// No causal rule.
+    #[default]
+    None,
+    /// Query `i` sees keys `j <= i` (PyTorch's `is_causal`).
+    TopLeft,
+    /// Query `i` sees keys `j <= i + kv_len - q_len` (FlashAttention 2.1+, decoding with a KV
+    /// cache). With `q_len > kv_len` the first `q_len - kv_len` rows see no key at all.
+    BottomRight,
+}
+
+impl Causal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Causal::None => "none",
+            Causal::TopLeft => "top_left",
+            Causal::BottomRight => "bottom_right",
+        }
+    }
+    pub const ALL: [Causal; 3] = [Causal::None, Causal::TopLeft, Causal::BottomRight];
+}
+
+impl FromStr for Causal {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Causal::None),
+            "top_left" => Ok(Causal::TopLeft),
+            "bottom_right" => Ok(Causal::BottomRight),
+            _ => Err(format!(
+                "unknown causal mode {s:?}; expected none, top_left or bottom_right"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Causal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a mask tensor's values are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskKind {
+    /// Nonzero keeps the key, zero masks it.
+    Bool,
+    /// Added to the scaled score. Finite values only; -1e9 is a strong mask, not a hard one.
+    Additive,
+}
+
+/// A mask of shape `[batch or 1, q_heads or 1, q_len or 1, kv_len or 1]`, broadcast over every
+/// dimension of size 1 (so a `[batch, 1, 1, kv_len]` key-padding mask works as in PyTorch).
+#[derive(Debug, Clone)]
+pub struct Mask {
+    pub kind: MaskKind,
+    pub tensor: Tensor,
+}
+
+/// Which kernels compute the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variant {
+    /// Chosen by shape and adapter; the choice is reported in [`AttentionOutput`](crate::AttentionOutput).
+    #[default]
+    Auto,
+    /// Tiled QKᵀ, then softmax, then P·V, through an L×L score buffer. Can return P.
+    Staged,
+}
+
+impl Variant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Variant::Auto => "auto",
+            Variant::Staged => "staged",
+        }
+    }
+    /// Every concrete variant the library has.
+    pub const CONCRETE: [Variant; 1] = [Variant::Staged];
+}
+
+impl FromStr for Variant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Variant::Auto),
+            "staged" => Ok(Variant::Staged),
+            _ => Err(format!("unknown variant {s:?}; expected auto or staged")),
+        }
+    }
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Options of one attention call. `Default` is plain softmax attention with scale 1/sqrt(head_dim).
+#[derive(Debug, Clone, Default)]
+pub struct AttentionOptions {
+    /// Score scale; `None` means 1/sqrt(head_dim). Any finite value, negative included.
+    pub scale: Option<f32>,
+    pub causal: Causal,
+    /// One valid key count per batch entry: keys `j >= key_lengths[b]` are masked. 0 is allowed.
+    pub key_lengths: Option<Vec<u32>>,
+    pub mask: Option<Mask>,
+    /// Also return the log-sum-exp of each row (`-inf` for a row with no key).
+    pub return_lse: bool,
+    /// Also return the attention weights P, `[batch, q_heads, q_len, kv_len]`.
+    pub return_probs: bool,
+    pub variant: Variant,
+    /// Largest score buffer the staged path may allocate per dispatch group; defaults to the
+    /// adapter's `max_storage_buffer_binding_size`. Smaller values split the work into more
+    /// dispatches (useful to bound memory, and to test the split).
+    pub max_scratch_bytes: Option<u64>,
+    /// Bound on the wait of [`Context::attention`](crate::Context::attention); `Error::Timeout` past it.
+    pub timeout: Option<Duration>,
+}
+
+impl AttentionOptions {
+    pub fn scale(mut self, s: f32) -> Self {
+        self.scale = Some(s);
+        self
+    }
+    pub fn causal(mut self, c: Causal) -> Self {
+        self.causal = c;
+        self
+    }
+    pub fn key_lengths(mut self, l: Vec<u32>) -> Self {
+        self.key_lengths = Some(l);
+        self
+    }
+    pub fn mask(mut self, kind: MaskKind, tensor: Tensor) -> Self {
+        self.mask = Some(Mask { kind, tensor });
+        self
+    }
+    pub fn with_lse(mut self) -> Self {
+        self.return_lse = true;
+        self
+    }
+    pub fn with_probs(mut self) -> Self {
+        self.return_probs = true;
+        self
+    }
+    pub fn variant(mut self, v: Variant) -> Self {
+        self.variant = v;
+        self
+    }
+}

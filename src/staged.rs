@@ -1,0 +1,416 @@
+//! The staged path: S = scale·QKᵀ + masks (`qk`), softmax in place with lse (`softmax`), O = P·V
+//! (`pv`), through an explicit score buffer.
+//!
+//! The score buffer is the one thing that grows with q_len·kv_len. When it would exceed one binding
+//! (or `max_scratch_bytes`), the rows are cut into chunks: several heads per chunk while whole heads
+//! fit, else row ranges of one head. Every kernel loop whose length depends on the problem is also
+//! cut at dispatch level (head-dim chunks for QK, key chunks for PV, key segments for softmax) so
+//! that no invocation runs long loops (lavapipe's limiter, desktop watchdogs).
+
+use std::num::NonZeroU64;
+
+use wgpu::util::DeviceExt;
+
+use crate::attention::{AttentionOutput, Problem};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::kernels::{pv, qk, softmax, Params, FLAG_ACCUMULATE, FLAG_FINALIZE};
+use crate::options::{Causal, MaskKind};
+use crate::tensor::Tensor;
+
+/// A contiguous block of score rows: heads `bh0 .. bh0 + nbh`, rows `i0 .. i0 + rows` of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Chunk {
+    pub bh0: usize,
+    pub nbh: usize,
+    pub i0: usize,
+    pub rows: usize,
+}
+
+/// Cuts `heads` heads of `q_len` rows into chunks of at most `max_rows` rows in total, with at most
+/// `max_heads` heads and `max_rows_per_head` rows of one head per chunk.
+pub(crate) fn plan_chunks(
+    heads: usize,
+    q_len: usize,
+    max_rows: usize,
+    max_heads: usize,
+    max_rows_per_head: usize,
+) -> Vec<Chunk> {
+    let mut out = Vec::new();
+    let per_head = max_rows.min(max_rows_per_head).max(1);
+    if q_len <= per_head {
+        let hpc = (max_rows / q_len).clamp(1, max_heads);
+        let mut bh0 = 0;
+        while bh0 < heads {
+            let nbh = hpc.min(heads - bh0);
+            out.push(Chunk {
+                bh0,
+                nbh,
+                i0: 0,
+                rows: q_len,
+            });
+            bh0 += nbh;
+        }
+    } else {
+        for bh in 0..heads {
+            let mut i0 = 0;
+            while i0 < q_len {
+                let rows = per_head.min(q_len - i0);
+                out.push(Chunk {
+                    bh0: bh,
+                    nbh: 1,
+                    i0,
+                    rows,
+                });
+                i0 += rows;
+            }
+        }
+    }
+    out
+}
+
+/// `(start, len)` pieces of `0..total`, each at most `step` long.
+fn pieces(total: usize, step: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..total)
+        .step_by(step.max(1))
+        .map(move |s| (s, step.min(total - s)))
+}
+
+fn div_ceil(a: usize, b: usize) -> u32 {
+    a.div_ceil(b) as u32
+}
+
+enum Step {
+    Qk {
+        param: usize,
+        grid: [u32; 3],
+    },
+    Stats {
+        param: usize,
+        grid: [u32; 3],
+    },
+    Normalize {
+        param: usize,
+        grid: [u32; 3],
+    },
+    Pv {
+        param: usize,
+        grid: [u32; 3],
+    },
+    /// Copy a chunk's probabilities from the scratch buffer into the caller's P.
+    CopyProbs {
+        dst_offset: u64,
+        bytes: u64,
+    },
+    EndChunk,
+}
+
+fn binding(buf: &wgpu::Buffer, size: u64) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer: buf,
+        offset: 0,
+        size: NonZeroU64::new(size.max(4)),
+    })
+}
+
+/// Records the staged path for a checked problem into `encoder`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    prob: &Problem,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    outputs: &AttentionOutput,
+    max_scratch_bytes: Option<u64>,
+) -> Result<()> {
+    let s = prob.shape;
+    let limits = ctx.limits();
+    let max_binding = limits.max_storage_buffer_binding_size;
+    let max_wg = limits.max_compute_workgroups_per_dimension as usize;
+    let qk_tile = qk::DEFAULT_TILE;
+    let pv_tile = pv::DEFAULT_TILE;
+
+    let qk_k = ctx.kernel(&qk::SOURCE, qk::key(qk_tile))?;
+    let stats_k = ctx.kernel(&softmax::STATS, softmax::key(&softmax::STATS))?;
+    let norm_k = ctx.kernel(&softmax::NORMALIZE, softmax::key(&softmax::NORMALIZE))?;
+    let pv_k = ctx.kernel(&pv::SOURCE, pv::key(pv_tile))?;
+
+    // Score buffer: the caller's P itself when it fits the budget, else a scratch buffer per chunk.
+    let row_bytes = s.kv_len as u64 * 4;
+    let budget = max_scratch_bytes.unwrap_or(max_binding).min(max_binding);
+    if row_bytes > max_binding {
+        return Err(Error::RowTooLarge {
+            kv_len: s.kv_len,
+            bytes: row_bytes,
+            limit: max_binding,
+        });
+    }
+    let max_rows = (budget / row_bytes).max(1) as usize;
+    let heads = s.batch * s.q_heads;
+    let total_rows = heads * s.q_len;
+    let chunks = plan_chunks(
+        heads,
+        s.q_len,
+        max_rows,
+        max_wg,
+        max_wg * qk_tile.tm.min(pv_tile.tm) as usize,
+    );
+    let probs_direct = outputs
+        .probs
+        .as_ref()
+        .filter(|p| p.bytes() <= budget)
+        .cloned();
+    let chunk_rows_max = chunks.iter().map(|c| c.nbh * c.rows).max().unwrap_or(1);
+    let nseg = s.kv_len.div_ceil(softmax::SEG as usize);
+
+    let mut base = Params {
+        batch: s.batch as u32,
+        q_heads: s.q_heads as u32,
+        kv_heads: s.kv_heads as u32,
+        q_len: s.q_len as u32,
+        kv_len: s.kv_len as u32,
+        head_dim: s.head_dim as u32,
+        value_dim: s.value_dim as u32,
+        group: s.group() as u32,
+        scale: prob.scale,
+        nseg: nseg as u32,
+        ..Default::default()
+    };
+    match prob.causal {
+        Causal::None => {}
+        Causal::TopLeft => {
+            base.causal = 1;
+            base.causal_offset = 0;
+        }
+        Causal::BottomRight => {
+            base.causal = 1;
+            base.causal_offset = s.kv_len as i32 - s.q_len as i32;
+        }
+    }
+    if let Some((kind, strides, _)) = &prob.mask {
+        base.mask_kind = match kind {
+            MaskKind::Bool => 1,
+            MaskKind::Additive => 2,
+        };
+        [base.mask_sb, base.mask_sh, base.mask_sq, base.mask_sk] = *strides;
+    }
+    base.has_key_lengths = prob.key_lengths.is_some() as u32;
+
+    // Every dispatch's parameters go in one uniform buffer, one aligned block each.
+    let mut params: Vec<Params> = Vec::new();
+    let mut steps: Vec<Step> = Vec::new();
+    let qk_keys = max_wg * qk_tile.tn as usize;
+    for c in &chunks {
+        let mut cp = base;
+        cp.bh0 = c.bh0 as u32;
+        cp.nbh = c.nbh as u32;
+        cp.i0 = c.i0 as u32;
+        cp.rows = c.rows as u32;
+        let first_row = (c.bh0 * s.q_len + c.i0) as u64;
+        cp.s_shift = if probs_direct.is_some() {
+            0
+        } else {
+            first_row as u32
+        };
+
+        let d_pieces: Vec<_> = pieces(s.head_dim, qk::D_CHUNK as usize).collect();
+        for (j0, jn) in pieces(s.kv_len, qk_keys) {
+            for (n, &(d0, dn)) in d_pieces.iter().enumerate() {
+                let mut p = cp;
+                p.j0 = j0 as u32;
+                p.jn = jn as u32;
+                p.d0 = d0 as u32;
+                p.dn = dn as u32;
+                p.flags = if n > 0 { FLAG_ACCUMULATE } else { 0 }
+                    | if n + 1 == d_pieces.len() {
+                        FLAG_FINALIZE
+                    } else {
+                        0
+                    };
+                params.push(p);
+                steps.push(Step::Qk {
+                    param: params.len() - 1,
+                    grid: [
+                        div_ceil(jn, qk_tile.tn as usize),
+                        div_ceil(c.rows, qk_tile.tm as usize),
+                        c.nbh as u32,
+                    ],
+                });
+            }
+        }
+
+        params.push(cp);
+        let sp = params.len() - 1;
+        let rows = c.nbh * c.rows;
+        let y = rows.min(max_wg);
+        let grid = [nseg as u32, y as u32, div_ceil(rows, y)];
+        steps.push(Step::Stats { param: sp, grid });
+        steps.push(Step::Normalize { param: sp, grid });
+
+        for (n, (j0, jn)) in pieces(s.kv_len, pv::K_CHUNK as usize).enumerate() {
+            let mut p = cp;
+            p.j0 = j0 as u32;
+            p.jn = jn as u32;
+            p.flags = if n > 0 { FLAG_ACCUMULATE } else { 0 };
+            params.push(p);
+            steps.push(Step::Pv {
+                param: params.len() - 1,
+                grid: [
+                    div_ceil(s.value_dim, pv_tile.tn as usize),
+                    div_ceil(c.rows, pv_tile.tm as usize),
+                    c.nbh as u32,
+                ],
+            });
+        }
+        steps.push(Step::EndChunk);
+        if outputs.probs.is_some() && probs_direct.is_none() {
+            steps.push(Step::CopyProbs {
+                dst_offset: first_row * row_bytes,
+                bytes: rows as u64 * row_bytes,
+            });
+        }
+    }
+    debug_assert!(chunks.iter().map(|c| c.nbh * c.rows).sum::<usize>() == total_rows);
+
+    let dev = ctx.device();
+    let stride = (std::mem::size_of::<Params>() as u64)
+        .max(limits.min_uniform_buffer_offset_alignment as u64);
+    let mut bytes = vec![0u8; stride as usize * params.len()];
+    for (n, p) in params.iter().enumerate() {
+        let o = n * stride as usize;
+        bytes[o..o + std::mem::size_of::<Params>()].copy_from_slice(bytemuck::bytes_of(p));
+    }
+    let param_buf = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("wgpu-attention params"),
+        contents: &bytes,
+        usage: wgpu::BufferUsages::UNIFORM,
+    });
+    let scores_bytes = chunk_rows_max as u64 * row_bytes;
+    let scores = match &probs_direct {
+        Some(p) => p.buffer().clone(),
+        None => dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-attention scores"),
+            size: scores_bytes.max(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        }),
+    };
+    let scores_bind = match &probs_direct {
+        Some(p) => p.bytes(),
+        None => scores_bytes,
+    };
+    let partials = dev.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("wgpu-attention softmax partials"),
+        size: (chunk_rows_max * nseg * 8) as u64,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let lse_internal;
+    let lse = match &outputs.lse {
+        Some(l) => l,
+        None => {
+            lse_internal = Tensor::empty(ctx, &s.lse())?;
+            &lse_internal
+        }
+    };
+    let kl_buf = prob.key_lengths.as_ref().map(|kl| {
+        dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("wgpu-attention key lengths"),
+            contents: bytemuck::cast_slice(kl),
+            usage: wgpu::BufferUsages::STORAGE,
+        })
+    });
+    let dummy = ctx.dummy_buffer();
+    let (mask_buf, mask_bytes) = match &prob.mask {
+        Some((_, _, t)) => (t.buffer(), t.bytes()),
+        None => (dummy, 16),
+    };
+    let (kl, kl_bytes) = match &kl_buf {
+        Some(b) => (b, b.size()),
+        None => (dummy, 16),
+    };
+    let params_binding = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer: &param_buf,
+        offset: 0,
+        size: NonZeroU64::new(std::mem::size_of::<Params>() as u64),
+    });
+    let bg = |layout: &wgpu::BindGroupLayout, res: Vec<wgpu::BindingResource>| {
+        let entries: Vec<wgpu::BindGroupEntry> = res
+            .into_iter()
+            .enumerate()
+            .map(|(i, resource)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource,
+            })
+            .collect();
+        dev.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("wgpu-attention"),
+            layout,
+            entries: &entries,
+        })
+    };
+    let qk_bg = bg(
+        &qk_k.layout,
+        vec![
+            params_binding.clone(),
+            binding(q.buffer(), q.bytes()),
+            binding(k.buffer(), k.bytes()),
+            binding(&scores, scores_bind),
+            binding(mask_buf, mask_bytes),
+            binding(kl, kl_bytes),
+        ],
+    );
+    let sm_bg = bg(
+        &stats_k.layout,
+        vec![
+            params_binding.clone(),
+            binding(&scores, scores_bind),
+            binding(&partials, partials.size()),
+            binding(lse.buffer(), lse.bytes()),
+        ],
+    );
+    let pv_bg = bg(
+        &pv_k.layout,
+        vec![
+            params_binding,
+            binding(&scores, scores_bind),
+            binding(v.buffer(), v.bytes()),
+            binding(outputs.out.buffer(), outputs.out.bytes()),
+        ],
+    );
+
+    let mut pass: Option<wgpu::ComputePass> = None;
+    for step in &steps {
+        let (kernel, group, param, grid) = match step {
+            Step::Qk { param, grid } => (&qk_k, &qk_bg, *param, *grid),
+            Step::Stats { param, grid } => (&stats_k, &sm_bg, *param, *grid),
+            Step::Normalize { param, grid } => (&norm_k, &sm_bg, *param, *grid),
+            Step::Pv { param, grid } => (&pv_k, &pv_bg, *param, *grid),
+            Step::EndChunk => {
+                pass = None;
+                continue;
+            }
+            Step::CopyProbs { dst_offset, bytes } => {
+                if let Some(p) = &outputs.probs {
+                    encoder.copy_buffer_to_buffer(&scores, 0, p.buffer(), *dst_offset, *bytes);
+                }
+                continue;
+            }
+        };
+        let pass = pass.get_or_insert_with(|| {
+            encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("wgpu-attention staged"),
+                    timestamp_writes: None,
+                })
+                .forget_lifetime()
+        });
+        pass.set_pipeline(&kernel.pipeline);
+        pass.set_bind_group(0, group, &[(param as u64 * stride) as u32]);
+        pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+    }
+    drop(pass);
+    Ok(())
+}

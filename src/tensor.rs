@@ -1,0 +1,179 @@
+//! f32 tensors in GPU storage buffers, with async and blocking downloads.
+
+use wgpu::util::DeviceExt;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+/// A row-major f32 tensor in a GPU storage buffer. Cloning shares the buffer.
+#[derive(Debug, Clone)]
+pub struct Tensor {
+    buffer: wgpu::Buffer,
+    shape: Vec<usize>,
+}
+
+pub(crate) const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+fn check_size(ctx: &Context, what: &str, shape: &[usize]) -> Result<u64> {
+    let bytes = (numel(shape) as u64).saturating_mul(4);
+    let limit = ctx.limits().max_buffer_size;
+    if bytes > limit {
+        return Err(Error::DataLength {
+            what: format!("{what}: {bytes} bytes exceed max_buffer_size {limit}"),
+            shape: shape.to_vec(),
+            expected: (limit / 4) as usize,
+            got: numel(shape),
+        });
+    }
+    Ok(bytes)
+}
+
+impl Tensor {
+    /// Uploads `data` (row-major) with the given shape.
+    pub fn from_data(ctx: &Context, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        if data.len() != numel(shape) {
+            return Err(Error::DataLength {
+                what: "Tensor::from_data".into(),
+                shape: shape.to_vec(),
+                expected: numel(shape),
+                got: data.len(),
+            });
+        }
+        check_size(ctx, "Tensor::from_data", shape)?;
+        // wgpu rejects zero-sized bindings; a tensor with a zero dimension keeps a 4-byte buffer
+        // and is rejected by the attention call's own checks with a clear error.
+        let padded;
+        let bytes: &[u8] = if data.is_empty() {
+            padded = [0f32];
+            bytemuck::cast_slice(&padded)
+        } else {
+            bytemuck::cast_slice(data)
+        };
+        let buffer = ctx.scoped("tensor upload", || {
+            ctx.device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("wgpu-attention tensor"),
+                    contents: bytes,
+                    usage: TENSOR_USAGE,
+                })
+        })?;
+        Ok(Tensor {
+            buffer,
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// A tensor with every element set to `value` (NaN makes a good poison for outputs).
+    pub fn filled(ctx: &Context, shape: &[usize], value: f32) -> Result<Tensor> {
+        check_size(ctx, "Tensor::filled", shape)?;
+        Self::from_data(ctx, shape, &vec![value; numel(shape)])
+    }
+
+    /// An uninitialised tensor, for outputs.
+    pub(crate) fn empty(ctx: &Context, shape: &[usize]) -> Result<Tensor> {
+        let bytes = check_size(ctx, "output", shape)?.max(4);
+        let buffer = ctx.scoped("output allocation", || {
+            ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-attention output"),
+                size: bytes,
+                usage: TENSOR_USAGE,
+                mapped_at_creation: false,
+            })
+        })?;
+        Ok(Tensor {
+            buffer,
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// Wraps a caller's buffer of f32 values (it needs STORAGE usage, and COPY_SRC to be read back).
+    pub fn from_buffer(buffer: wgpu::Buffer, shape: &[usize]) -> Result<Tensor> {
+        let need = numel(shape) as u64 * 4;
+        if buffer.size() < need {
+            return Err(Error::DataLength {
+                what: "Tensor::from_buffer".into(),
+                shape: shape.to_vec(),
+                expected: numel(shape),
+                got: (buffer.size() / 4) as usize,
+            });
+        }
+        Ok(Tensor {
+            buffer,
+            shape: shape.to_vec(),
+        })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+    /// Size of the data in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.numel() as u64 * 4
+    }
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    /// Downloads the tensor (map_async, completion through a futures-intrusive channel).
+    pub async fn read(&self, ctx: &Context) -> Result<Vec<f32>> {
+        let bytes = self.bytes();
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = ctx.scoped("readback", || {
+            let staging = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-attention readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut enc = ctx
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("wgpu-attention readback"),
+                });
+            enc.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, bytes);
+            ctx.queue().submit([enc.finish()]);
+            staging
+        })?;
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        ctx.wait_idle(None)?;
+        match rx.receive().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                ctx.check_alive()?;
+                return Err(Error::Map(e.to_string()));
+            }
+            None => {
+                ctx.check_alive()?;
+                return Err(Error::Map("map callback dropped".into()));
+            }
+        }
+        let out = {
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Map(e.to_string()))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Blocking form of [`Tensor::read`].
+    pub fn read_blocking(&self, ctx: &Context) -> Result<Vec<f32>> {
+        pollster::block_on(self.read(ctx))
+    }
+}
