@@ -136,10 +136,16 @@ fn self_check_cases() -> Vec<(Case, Option<usize>)> {
         None,
     ));
     v.push((
-        Case::random("additive_mask_masked_rows", sh(1, 2, 2, 17, 33, 16, 16), 4)
-            .with_fully_masked_rows(&[(0, 1, 3)])
-            .expect("no additive mask yet")
-            .with_random_mask(MaskKind::Additive, [true, false, false, false], 0.9, 4),
+        Case::random("additive_mask_empty_batch", sh(2, 2, 2, 17, 33, 16, 16), 4)
+            .with_random_mask(MaskKind::Additive, [true, false, false, false], 0.9, 4)
+            .with_key_lengths(vec![33, 0]),
+        None,
+    ));
+    v.push((
+        Case::random("bool_mask_masked_rows", sh(1, 2, 2, 9, 70, 3, 5), 6)
+            .with_random_mask(MaskKind::Bool, [false, false, false, false], 0.7, 6)
+            .with_fully_masked_rows(&[(0, 1, 3), (0, 0, 8)])
+            .expect("bool mask accepts masked rows"),
         None,
     ));
     v.push((

@@ -24,10 +24,13 @@ pub(crate) const NORMALIZE: KernelSource = KernelSource {
     bindings: BINDINGS,
 };
 
-/// Invocations per workgroup (one row segment each).
-pub(crate) const WG: u32 = 256;
-/// Keys per segment: each invocation loops SEG / WG = 16 times, whatever kv_len is.
-pub(crate) const SEG: u32 = 4096;
+/// Invocations per workgroup (one row segment each). Measured on lavapipe at 1×8×512×64 and
+/// 1×8×1024×64 (both softmax kernels together): 256 invocations / 4096-key segments took about
+/// 6× longer than 32 / 1024, since short rows left most of a large workgroup idle and every
+/// barrier of a wide workgroup is costly there. A per-adapter table can change this later.
+pub(crate) const WG: u32 = 32;
+/// Keys per segment: each invocation loops SEG / WG = 32 times, whatever kv_len is.
+pub(crate) const SEG: u32 = 1024;
 
 pub(crate) fn key(src: &KernelSource) -> PipelineKey {
     PipelineKey {
