@@ -313,7 +313,9 @@ impl Context {
             if let Error::DeviceLost(r) = &e {
                 self.mark_lost(r.clone());
             }
-            // A loss reported by the callback while we worked wins over the symptom.
+            // A lost device shows first as "invalid" resources; a poll lets wgpu run the
+            // device-lost callback, and a loss so reported wins over its symptom.
+            let _ = d.poll(wgpu::PollType::Poll);
             self.check_alive()?;
             return Err(e);
         }
@@ -345,6 +347,33 @@ impl Context {
                 })
             }
         }
+    }
+
+    /// A buffer holding `bytes` (padded to 4). Not `create_buffer_init`: that panics when the
+    /// device is lost, while `create_buffer` + `write_buffer` report errors to our scopes.
+    pub(crate) fn buffer_with_data(
+        &self,
+        label: &str,
+        usage: wgpu::BufferUsages,
+        bytes: &[u8],
+    ) -> wgpu::Buffer {
+        let size = (bytes.len() as u64).max(4).next_multiple_of(4);
+        let buf = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !bytes.is_empty() {
+            if bytes.len() % 4 == 0 {
+                self.inner.queue.write_buffer(&buf, 0, bytes);
+            } else {
+                let mut padded = bytes.to_vec();
+                padded.resize(size as usize, 0);
+                self.inner.queue.write_buffer(&buf, 0, &padded);
+            }
+        }
+        buf
     }
 
     pub(crate) fn dummy_buffer(&self) -> &wgpu::Buffer {

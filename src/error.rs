@@ -122,14 +122,6 @@ pub enum Error {
         limit_name: &'static str,
     },
 
-    /// One row of the score matrix does not fit one binding, so no split of the work helps.
-    #[error("one score row of kv_len = {kv_len} keys ({bytes} bytes) exceeds max_storage_buffer_binding_size = {limit}; the staged path cannot run this shape")]
-    RowTooLarge {
-        kv_len: usize,
-        bytes: u64,
-        limit: u64,
-    },
-
     /// A caller-provided output tensor has the wrong shape.
     #[error("{tensor}: output shape must be {expected:?}, got {got:?}")]
     OutputShape {
@@ -137,10 +129,6 @@ pub enum Error {
         expected: Vec<usize>,
         got: Vec<usize>,
     },
-
-    /// A tensor belongs to another device than the context's.
-    #[error("{0}: tensor was created on another device")]
-    ForeignTensor(TensorRole),
 
     #[error("buffer mapping failed: {0}")]
     Map(String),

@@ -9,11 +9,9 @@
 
 use std::num::NonZeroU64;
 
-use wgpu::util::DeviceExt;
-
 use crate::attention::{AttentionOutput, Problem};
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::kernels::{pv, qk, softmax, Params, FLAG_ACCUMULATE, FLAG_FINALIZE};
 use crate::options::{Causal, MaskKind};
 use crate::tensor::Tensor;
@@ -140,13 +138,8 @@ pub(crate) fn record(
     // Score buffer: the caller's P itself when it fits the budget, else a scratch buffer per chunk.
     let row_bytes = s.kv_len as u64 * 4;
     let budget = max_scratch_bytes.unwrap_or(max_binding).min(max_binding);
-    if row_bytes > max_binding {
-        return Err(Error::RowTooLarge {
-            kv_len: s.kv_len,
-            bytes: row_bytes,
-            limit: max_binding,
-        });
-    }
+    // One score row always fits a binding: K, which validation checked, is at least as large.
+    debug_assert!(row_bytes <= max_binding);
     let max_rows = (budget / row_bytes).max(1) as usize;
     let heads = s.batch * s.q_heads;
     let total_rows = heads * s.q_len;
@@ -282,11 +275,8 @@ pub(crate) fn record(
         let o = n * stride as usize;
         bytes[o..o + std::mem::size_of::<Params>()].copy_from_slice(bytemuck::bytes_of(p));
     }
-    let param_buf = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("wgpu-attention params"),
-        contents: &bytes,
-        usage: wgpu::BufferUsages::UNIFORM,
-    });
+    let param_buf =
+        ctx.buffer_with_data("wgpu-attention params", wgpu::BufferUsages::UNIFORM, &bytes);
     let scores_bytes = chunk_rows_max as u64 * row_bytes;
     let scores = match &probs_direct {
         Some(p) => p.buffer().clone(),
@@ -316,11 +306,11 @@ pub(crate) fn record(
         }
     };
     let kl_buf = prob.key_lengths.as_ref().map(|kl| {
-        dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("wgpu-attention key lengths"),
-            contents: bytemuck::cast_slice(kl),
-            usage: wgpu::BufferUsages::STORAGE,
-        })
+        ctx.buffer_with_data(
+            "wgpu-attention key lengths",
+            wgpu::BufferUsages::STORAGE,
+            bytemuck::cast_slice(kl),
+        )
     });
     let dummy = ctx.dummy_buffer();
     let (mask_buf, mask_bytes) = match &prob.mask {

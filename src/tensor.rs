@@ -1,7 +1,5 @@
 //! f32 tensors in GPU storage buffers, with async and blocking downloads.
 
-use wgpu::util::DeviceExt;
-
 use crate::context::Context;
 use crate::error::{Error, Result};
 
@@ -56,12 +54,7 @@ impl Tensor {
             bytemuck::cast_slice(data)
         };
         let buffer = ctx.scoped("tensor upload", || {
-            ctx.device()
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("wgpu-attention tensor"),
-                    contents: bytes,
-                    usage: TENSOR_USAGE,
-                })
+            ctx.buffer_with_data("wgpu-attention tensor", TENSOR_USAGE, bytes)
         })?;
         Ok(Tensor {
             buffer,

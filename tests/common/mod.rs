@@ -1,0 +1,95 @@
+//! Shared by the integration tests: one context per test binary, on the backend the run expects.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use wgpu_attention::case::Case;
+use wgpu_attention::check::{self, Report, Tolerance};
+use wgpu_attention::{AttentionOptions, Context, ContextOptions, Shape, Variant};
+
+/// The backend the tests must run on: `ATTN_TEST_BACKEND`, else `WGPU_BACKEND`, else vulkan.
+/// A context on any other backend fails the tests instead of passing them somewhere unintended.
+pub fn expected_backend() -> wgpu::Backend {
+    let name = std::env::var("ATTN_TEST_BACKEND")
+        .or_else(|_| std::env::var("WGPU_BACKEND"))
+        .unwrap_or_else(|_| "vulkan".into());
+    match name.to_lowercase().as_str() {
+        "vulkan" | "vk" => wgpu::Backend::Vulkan,
+        "metal" | "mtl" => wgpu::Backend::Metal,
+        "dx12" | "d3d12" => wgpu::Backend::Dx12,
+        "gl" | "gles" | "opengl" => wgpu::Backend::Gl,
+        other => panic!("unknown expected backend {other:?}"),
+    }
+}
+
+pub fn new_ctx() -> Context {
+    let backend = expected_backend();
+    let ctx = Context::new_blocking(ContextOptions {
+        backends: Some(wgpu::Backends::from(backend)),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| {
+        panic!("no {backend:?} adapter: {e} (run scripts/test.sh, which installs lavapipe)")
+    });
+    assert_eq!(
+        ctx.adapter_info().backend,
+        backend,
+        "tests must run on the expected backend"
+    );
+    ctx
+}
+
+/// One context shared by the tests of a binary (pipelines compile once).
+pub fn ctx() -> &'static Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let c = new_ctx();
+        eprintln!(
+            "adapter: {} ({:?})",
+            c.adapter_info().name,
+            c.adapter_info().backend
+        );
+        c
+    })
+}
+
+pub fn shape(b: usize, hq: usize, hkv: usize, lq: usize, lk: usize, d: usize, dv: usize) -> Shape {
+    Shape {
+        batch: b,
+        q_heads: hq,
+        kv_heads: hkv,
+        q_len: lq,
+        kv_len: lk,
+        head_dim: d,
+        value_dim: dv,
+    }
+}
+
+/// Runs `case` on every concrete variant (outputs poisoned with NaN), compares with the f64
+/// reference (on `sample` rows when given) and fails with every report when one fails.
+pub fn check_all_variants(case: &Case, probs: bool, sample: Option<usize>) -> Vec<Report> {
+    check_with(case, &AttentionOptions::default(), probs, sample)
+}
+
+pub fn check_with(
+    case: &Case,
+    base: &AttentionOptions,
+    probs: bool,
+    sample: Option<usize>,
+) -> Vec<Report> {
+    let mut reports = Vec::new();
+    for v in Variant::CONCRETE {
+        let opts = AttentionOptions {
+            variant: v,
+            return_probs: probs,
+            ..base.clone()
+        };
+        let r = check::verify_blocking(ctx(), case, &opts, sample, Tolerance::FLOAT32)
+            .unwrap_or_else(|e| panic!("{} on {v}: error {e}", case.name));
+        eprintln!("{}", r.line());
+        assert!(r.passed, "{}", r.line());
+        assert_eq!(r.variant, v.as_str(), "the requested variant ran");
+        reports.push(r);
+    }
+    reports
+}
