@@ -404,3 +404,52 @@ pub(crate) fn record(
     drop(pass);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn covers(chunks: &[Chunk], heads: usize, q_len: usize) {
+        let mut seen = vec![0u8; heads * q_len];
+        for c in chunks {
+            for bh in c.bh0..c.bh0 + c.nbh {
+                for i in c.i0..c.i0 + c.rows {
+                    seen[bh * q_len + i] += 1;
+                }
+            }
+        }
+        assert!(seen.iter().all(|&n| n == 1), "every row exactly once");
+    }
+
+    #[test]
+    fn whole_heads_per_chunk_when_they_fit() {
+        let c = plan_chunks(10, 7, 30, 65535, 1 << 20);
+        assert!(c.iter().all(|c| c.i0 == 0 && c.rows == 7 && c.nbh <= 4));
+        assert_eq!(c.len(), 3);
+        covers(&c, 10, 7);
+    }
+
+    #[test]
+    fn row_ranges_of_one_head_when_a_head_does_not_fit() {
+        let c = plan_chunks(3, 100, 30, 65535, 1 << 20);
+        assert!(c.iter().all(|c| c.nbh == 1 && c.rows <= 30));
+        assert_eq!(c.len(), 3 * 4);
+        covers(&c, 3, 100);
+    }
+
+    #[test]
+    fn dispatch_limits_bound_heads_and_rows() {
+        let c = plan_chunks(10, 5, 1000, 4, 1 << 20);
+        assert!(c.iter().all(|c| c.nbh <= 4));
+        covers(&c, 10, 5);
+        let c = plan_chunks(1, 100, 1000, 65535, 16);
+        assert!(c.iter().all(|c| c.rows <= 16));
+        covers(&c, 1, 100);
+    }
+
+    #[test]
+    fn pieces_cover_a_range() {
+        let p: Vec<_> = pieces(2500, 1024).collect();
+        assert_eq!(p, vec![(0, 1024), (1024, 1024), (2048, 452)]);
+    }
+}
