@@ -257,6 +257,30 @@ pub(crate) fn validate(
             });
         }
     }
+    // Dispatch grids: every other dimension is split by the planner; these two are not.
+    let max_wg = ctx.limits().max_compute_workgroups_per_dimension;
+    for (what, value, per_group) in [
+        (
+            "value_dim",
+            shape.value_dim,
+            crate::kernels::pv::DEFAULT_TILE.tn as usize,
+        ),
+        (
+            "kv_len",
+            shape.kv_len,
+            crate::kernels::softmax::SEG as usize,
+        ),
+    ] {
+        let needed = value.div_ceil(per_group) as u64;
+        if needed > max_wg as u64 {
+            return Err(Error::DispatchTooLarge {
+                what,
+                value,
+                needed,
+                limit: max_wg,
+            });
+        }
+    }
     // Offsets inside kernels are u32 element indices; every binding is at most 4 GiB, so they fit.
     Ok(Problem {
         shape,

@@ -122,6 +122,15 @@ pub enum Error {
         limit_name: &'static str,
     },
 
+    /// A size needs more workgroups in one dispatch dimension than the adapter allows.
+    #[error("{what} = {value} needs {needed} workgroups in one dispatch dimension; the adapter's max_compute_workgroups_per_dimension is {limit}")]
+    DispatchTooLarge {
+        what: &'static str,
+        value: usize,
+        needed: u64,
+        limit: u32,
+    },
+
     /// A caller-provided output tensor has the wrong shape.
     #[error("{tensor}: output shape must be {expected:?}, got {got:?}")]
     OutputShape {
