@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod attention;
+pub mod bench;
 pub mod case;
 pub mod check;
 mod context;

@@ -127,8 +127,8 @@ pub(crate) fn record(
     let limits = ctx.limits();
     let max_binding = limits.max_storage_buffer_binding_size;
     let max_wg = limits.max_compute_workgroups_per_dimension as usize;
-    let qk_tile = qk::DEFAULT_TILE;
-    let pv_tile = pv::DEFAULT_TILE;
+    let qk_tile = qk::tile_for(s.q_len);
+    let pv_tile = pv::tile_for(s.q_len);
 
     let qk_k = ctx.kernel(&qk::SOURCE, qk::key(qk_tile))?;
     let stats_k = ctx.kernel(&softmax::STATS, softmax::key(&softmax::STATS))?;

@@ -5,11 +5,14 @@
 //!   attn-bench info            adapter, features and limits
 //!   attn-bench check FILE...   run golden-format case files; exit 0 all pass, 1 any fails,
 //!                              2 a file cannot be read or breaks the contract
+//!   attn-bench sweep [...]     check, then time, a grid of shapes (see --help)
+//!   attn-bench peak            the adapter's measured ceilings (FMA, copy bandwidth)
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use wgpu_attention::bench;
 use wgpu_attention::case::Case;
 use wgpu_attention::check::{self, Tolerance};
 use wgpu_attention::{AttentionOptions, Causal, Context, ContextOptions, MaskKind, Shape, Variant};
@@ -24,8 +27,8 @@ struct Cli {
     /// Only adapters whose name contains this (case-insensitive); also WGPU_ADAPTER_NAME.
     #[arg(long, global = true)]
     adapter: Option<String>,
-    /// Kernel variant: auto, staged.
-    #[arg(long, global = true, default_value = "auto")]
+    /// Kernel variant of the main job and `check`: auto (every variant the library has), staged.
+    #[arg(long, default_value = "auto")]
     variant: Variant,
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -39,7 +42,76 @@ enum Cmd {
     Check {
         #[arg(required = true)]
         files: Vec<String>,
+        /// Variant to run: auto (every variant the library has) or one variant.
+        #[arg(long, default_value = "auto")]
+        variant: Variant,
     },
+    /// Check each configuration against the CPU reference, then time it.
+    Sweep(SweepArgs),
+    /// Measure the adapter's ceilings: f32 (and f16) FMA throughput, copy bandwidth.
+    Peak {
+        /// Write the figures as JSON.
+        #[arg(long)]
+        json: Option<String>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct SweepArgs {
+    /// Batch sizes (comma list).
+    #[arg(long, value_delimiter = ',')]
+    batch: Vec<usize>,
+    /// Query heads.
+    #[arg(long, value_delimiter = ',')]
+    heads: Vec<usize>,
+    /// Key/value heads (default: equal to heads).
+    #[arg(long, value_delimiter = ',')]
+    kv_heads: Vec<usize>,
+    /// Query lengths.
+    #[arg(long, value_delimiter = ',')]
+    q_len: Vec<usize>,
+    /// Key lengths (default: equal to q-len).
+    #[arg(long, value_delimiter = ',')]
+    kv_len: Vec<usize>,
+    /// Head dims.
+    #[arg(long, value_delimiter = ',')]
+    head_dim: Vec<usize>,
+    /// Causal modes: none, top_left, bottom_right.
+    #[arg(long, value_delimiter = ',')]
+    causal: Vec<Causal>,
+    /// Variants: staged, auto (default: every variant the library has).
+    #[arg(long, value_delimiter = ',')]
+    variant: Vec<Variant>,
+    /// Timed repetitions per configuration.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Warm-up runs per configuration (the first is also the correctness check).
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// A small preset that finishes in under 30 s on lavapipe.
+    #[arg(long)]
+    quick: bool,
+    /// Query rows checked against the f64 reference per configuration.
+    #[arg(long, default_value_t = 64)]
+    sample_rows: usize,
+    /// Skip the CPU baseline column.
+    #[arg(long)]
+    no_cpu: bool,
+    /// Skip measuring the adapter's ceilings (no % columns).
+    #[arg(long)]
+    no_peak: bool,
+    /// Skip the burn peer column (built with --features burn).
+    #[arg(long)]
+    no_burn: bool,
+    /// Write rows and adapter info as JSON.
+    #[arg(long)]
+    json: Option<String>,
+    /// Write rows as CSV.
+    #[arg(long)]
+    csv: Option<String>,
+    /// Draw GFLOP/s against sequence length as SVG.
+    #[arg(long)]
+    plot: Option<String>,
 }
 
 const BLOG_EXAMPLE: &str = include_str!("../../tests/golden/blog_worked_example.json");
@@ -260,6 +332,268 @@ fn main_job(ctx: &Context, variant: Variant) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn shape(b: usize, hq: usize, hkv: usize, lq: usize, lk: usize, d: usize) -> Shape {
+    Shape {
+        batch: b,
+        q_heads: hq,
+        kv_heads: hkv,
+        q_len: lq,
+        kv_len: lk,
+        head_dim: d,
+        value_dim: d,
+    }
+}
+
+/// The default sweep: prefill (L 256 to 4096, D 64 and 128, causal and not) and decode (Lq 1,
+/// Lk up to 32768, GQA 8:2), sized to finish in about two minutes on lavapipe; `--quick` is a
+/// subset that finishes in under 30 s.
+fn preset(quick: bool) -> Vec<(Shape, Causal)> {
+    let mut v = Vec::new();
+    let (lens, dims, heads): (&[usize], &[usize], usize) = if quick {
+        (&[256, 1024], &[64], 2)
+    } else {
+        (&[256, 1024, 4096], &[64, 128], 1)
+    };
+    for &d in dims {
+        for &l in lens {
+            for c in [Causal::None, Causal::TopLeft] {
+                v.push((shape(1, heads, heads, l, l, d), c));
+            }
+        }
+    }
+    let decode: &[usize] = if quick { &[4096] } else { &[4096, 32768] };
+    for &lk in decode {
+        v.push((shape(1, 8, 2, 1, lk, 128), Causal::BottomRight));
+    }
+    v
+}
+
+fn grid(a: &SweepArgs) -> Vec<(Shape, Causal)> {
+    let explicit = !(a.batch.is_empty()
+        && a.heads.is_empty()
+        && a.kv_heads.is_empty()
+        && a.q_len.is_empty()
+        && a.kv_len.is_empty()
+        && a.head_dim.is_empty()
+        && a.causal.is_empty());
+    if !explicit {
+        return preset(a.quick);
+    }
+    let or = |v: &Vec<usize>, d: usize| if v.is_empty() { vec![d] } else { v.clone() };
+    let causal = if a.causal.is_empty() {
+        vec![Causal::None]
+    } else {
+        a.causal.clone()
+    };
+    let mut out = Vec::new();
+    for &b in &or(&a.batch, 1) {
+        for &h in &or(&a.heads, 8) {
+            for &hkv in &(if a.kv_heads.is_empty() {
+                vec![h]
+            } else {
+                a.kv_heads.clone()
+            }) {
+                for &lq in &or(&a.q_len, 1024) {
+                    for &lk in &(if a.kv_len.is_empty() {
+                        vec![lq]
+                    } else {
+                        a.kv_len.clone()
+                    }) {
+                        for &d in &or(&a.head_dim, 64) {
+                            for &c in &causal {
+                                out.push((shape(b, h, hkv, lq, lk, d), c));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn adapter_json(ctx: &Context) -> serde_json::Value {
+    let i = ctx.adapter_info();
+    serde_json::json!({
+        "name": i.name,
+        "backend": format!("{:?}", i.backend),
+        "device_type": format!("{:?}", i.device_type),
+        "driver": i.driver,
+        "driver_info": i.driver_info,
+        "features": format!("{:?}", ctx.features() & wgpu_attention::OPTIONAL_FEATURES),
+        "max_storage_buffer_binding_size": ctx.limits().max_storage_buffer_binding_size,
+    })
+}
+
+fn write_file(path: &str, text: &str) -> bool {
+    match std::fs::write(path, text) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("error: cannot write {path}: {e}");
+            false
+        }
+    }
+}
+
+fn cmd_peak(ctx: &Context, json: Option<&str>) -> ExitCode {
+    println!(
+        "adapter: {} ({:?})",
+        ctx.adapter_info().name,
+        ctx.adapter_info().backend
+    );
+    match bench::peak::measure(ctx, 1.0) {
+        Ok(p) => {
+            println!("f32 FMA:  {:>10.2} GFLOP/s", p.fma_f32_gflops);
+            match p.fma_f16_gflops {
+                Some(f) => println!("f16 FMA:  {f:>10.2} GFLOP/s"),
+                None => println!("f16 FMA:  (no SHADER_F16)"),
+            }
+            println!(
+                "copy:     {:>10.2} GB/s (bytes read + written)",
+                p.copy_gbps
+            );
+            println!(
+                "timing:   {} (median of 5 after a warm-up run)",
+                p.timing.as_str()
+            );
+            if let Some(path) = json {
+                let v = serde_json::json!({"adapter": adapter_json(ctx), "peak": p});
+                if !write_file(path, &serde_json::to_string_pretty(&v).unwrap_or_default()) {
+                    return ExitCode::from(2);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn cmd_sweep(ctx: &Context, a: &SweepArgs) -> ExitCode {
+    let configs = grid(a);
+    let variants = if a.variant.is_empty() {
+        Variant::CONCRETE.to_vec()
+    } else {
+        a.variant.clone()
+    };
+    println!(
+        "adapter: {} ({:?})",
+        ctx.adapter_info().name,
+        ctx.adapter_info().backend
+    );
+    let peak = if a.no_peak {
+        None
+    } else {
+        match bench::peak::measure(ctx, 1.0) {
+            Ok(p) => {
+                println!(
+                    "ceilings: f32 FMA {:.2} GFLOP/s, copy {:.2} GB/s ({} timing)",
+                    p.fma_f32_gflops,
+                    p.copy_gbps,
+                    p.timing.as_str()
+                );
+                Some(p)
+            }
+            Err(e) => {
+                eprintln!("error measuring ceilings: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    };
+    #[cfg(feature = "burn")]
+    let burn = (!a.no_burn).then(bench::burn_peer::BurnPeer::new);
+    #[cfg(feature = "burn")]
+    if let Some(b) = &burn {
+        println!("burn peer: burn 0.22 module::attention on {}", b.describe());
+    }
+    #[cfg(not(feature = "burn"))]
+    if !a.no_burn {
+        println!("burn peer: not built (cargo build --release --features burn)");
+    }
+    let timer = match bench::timer::Timer::new(ctx) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let set = bench::sweep::Settings {
+        warmup: a.warmup,
+        reps: a.reps,
+        sample_rows: a.sample_rows,
+        cpu: !a.no_cpu,
+        peak: peak.as_ref(),
+        #[cfg(feature = "burn")]
+        burn: burn.as_ref(),
+    };
+    println!(
+        "timing: {}; GFLOP/s = 4·B·Hq·D per kept query–key pair; GB/s = Q, K, V, O bytes once; cpu_x = CPU f32 wall ÷ our wall; burn÷ = our wall ÷ burn wall",
+        timer.source().as_str()
+    );
+    let total = configs.len() * variants.len();
+    let pb = indicatif::ProgressBar::new(total as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb.suspend(|| println!("{}", bench::sweep::table_header()));
+    let mut rows = Vec::new();
+    let mut failures = 0;
+    for (shape, causal) in &configs {
+        for &variant in &variants {
+            pb.set_message(format!(
+                "{variant} L={} D={} {causal}",
+                shape.kv_len, shape.head_dim
+            ));
+            let cfg = bench::sweep::Config {
+                shape: *shape,
+                causal: *causal,
+                variant,
+            };
+            match bench::sweep::run(ctx, &timer, cfg, &set) {
+                Ok(r) => {
+                    pb.suspend(|| println!("{}", bench::sweep::table_line(&r)));
+                    failures += (!r.check_passed) as usize;
+                    rows.push(r);
+                }
+                Err(e) => {
+                    pb.suspend(|| println!("{variant} {shape:?} {causal}: ERROR {e}"));
+                    failures += 1;
+                }
+            }
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+    let mut ok = true;
+    if let Some(path) = &a.json {
+        let v = serde_json::json!({
+            "adapter": adapter_json(ctx),
+            "peak": peak,
+            "timing": timer.source().as_str(),
+            "rows": rows,
+        });
+        ok &= write_file(path, &serde_json::to_string_pretty(&v).unwrap_or_default());
+    }
+    if let Some(path) = &a.csv {
+        ok &= write_file(path, &bench::sweep::to_csv(&rows));
+    }
+    if let Some(path) = &a.plot {
+        if let Err(e) = bench::plot::write_svg(path, &rows, &ctx.adapter_info().name) {
+            eprintln!("error: plot {path}: {e}");
+            ok = false;
+        }
+    }
+    println!("{} rows, {failures} failed checks", rows.len());
+    if failures > 0 || !ok {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let ctx = match context(&cli) {
@@ -275,6 +609,8 @@ fn main() -> ExitCode {
             println!("{}", ctx.describe());
             ExitCode::SUCCESS
         }
-        Some(Cmd::Check { files }) => cmd_check(&ctx, cli.variant, files),
+        Some(Cmd::Check { files, variant }) => cmd_check(&ctx, *variant, files),
+        Some(Cmd::Sweep(args)) => cmd_sweep(&ctx, args),
+        Some(Cmd::Peak { json }) => cmd_peak(&ctx, json.as_deref()),
     }
 }

@@ -5,6 +5,7 @@
 //! is the single place where tile sizes are chosen, so a later per-adapter table or autotuner only
 //! changes the constants that go into the key.
 
+pub mod peak;
 pub mod pv;
 pub mod qk;
 pub mod softmax;
@@ -56,6 +57,8 @@ pub(crate) const FLAG_FINALIZE: u32 = 2;
 
 /// A WGSL kernel file and the entry point and bindings one pipeline uses.
 pub(crate) struct KernelSource {
+    /// WGSL `enable` directives, which must precede every declaration.
+    pub enable: &'static str,
     pub name: &'static str,
     pub source: &'static str,
     pub entry: &'static str,
@@ -66,6 +69,7 @@ impl KernelSource {
     /// Full WGSL text: the shared prelude, the specialization header, the kernel.
     pub fn assemble(&self, constants: &[(&'static str, u32)]) -> String {
         let mut code = String::with_capacity(COMMON_WGSL.len() + self.source.len() + 256);
+        code.push_str(self.enable);
         code.push_str(COMMON_WGSL);
         code.push_str("\n// Specialization header, generated from the pipeline key.\n");
         for (name, value) in constants {
@@ -82,9 +86,14 @@ pub fn all_sources() -> Vec<(String, String)> {
     let mut v = Vec::new();
     for (src, key) in [
         (&qk::SOURCE, qk::key(qk::DEFAULT_TILE)),
+        (&qk::SOURCE, qk::key(qk::SHORT_Q_TILE)),
         (&pv::SOURCE, pv::key(pv::DEFAULT_TILE)),
+        (&pv::SOURCE, pv::key(pv::SHORT_Q_TILE)),
         (&softmax::STATS, softmax::key(&softmax::STATS)),
         (&softmax::NORMALIZE, softmax::key(&softmax::NORMALIZE)),
+        (&peak::FMA_F32, peak::key(&peak::FMA_F32)),
+        (&peak::FMA_F16, peak::key(&peak::FMA_F16)),
+        (&peak::COPY, peak::key(&peak::COPY)),
     ] {
         v.push((key.label(), src.assemble(&key.constants)));
     }

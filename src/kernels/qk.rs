@@ -4,6 +4,7 @@ use super::{KernelSource, Tile};
 use crate::context::{Binding, PipelineKey};
 
 pub(crate) const SOURCE: KernelSource = KernelSource {
+    enable: "",
     name: "qk",
     source: include_str!("../../shaders/qk.wgsl"),
     entry: "main",
@@ -24,6 +25,23 @@ pub(crate) const DEFAULT_TILE: Tile = Tile {
     tn: 64,
     tk: 16,
 };
+
+/// For at most 4 query rows per head (decoding): 4 x 64 outputs per workgroup of 16 invocations,
+/// so a single query row wastes 3/4 of a tile instead of 63/64.
+pub(crate) const SHORT_Q_TILE: Tile = Tile {
+    tm: 4,
+    tn: 64,
+    tk: 16,
+};
+
+/// The tile for a problem: the single place where the qk tile is chosen by shape.
+pub(crate) fn tile_for(q_len: usize) -> Tile {
+    if q_len <= SHORT_Q_TILE.tm as usize {
+        SHORT_Q_TILE
+    } else {
+        DEFAULT_TILE
+    }
+}
 
 /// Head-dim elements one dispatch covers: the kernel's only problem-sized loop then runs at most
 /// D_CHUNK / TK = 64 times per invocation.

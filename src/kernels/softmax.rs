@@ -11,6 +11,7 @@ const BINDINGS: &[Binding] = &[
 ];
 
 pub(crate) const STATS: KernelSource = KernelSource {
+    enable: "",
     name: "softmax_stats",
     source: include_str!("../../shaders/softmax.wgsl"),
     entry: "stats",
@@ -18,6 +19,7 @@ pub(crate) const STATS: KernelSource = KernelSource {
 };
 
 pub(crate) const NORMALIZE: KernelSource = KernelSource {
+    enable: "",
     name: "softmax_normalize",
     source: include_str!("../../shaders/softmax.wgsl"),
     entry: "normalize",

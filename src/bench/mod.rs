@@ -1,0 +1,10 @@
+//! Benchmark support: GPU timing, sweeps, the adapter's measured ceilings, the CPU and peer
+//! baselines. Used by `attn-bench` and the criterion benches.
+
+#[cfg(feature = "burn")]
+pub mod burn_peer;
+pub mod cpu;
+pub mod peak;
+pub mod plot;
+pub mod sweep;
+pub mod timer;
