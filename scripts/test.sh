@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on the local Vulkan adapter (lavapipe when there is no GPU): unit,
-# integration and doc tests, the golden files through the CLI, and a build of the benches.
+# integration and doc tests, the golden files through the CLI, a short sweep, and a build of the
+# criterion benches (built, not run: `cargo bench` runs them).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-cargo test --release --all-targets
-cargo test --release --doc
+cargo test --release
+cargo bench --no-run --quiet
 cargo build --release --quiet --bin attn-bench
 ./target/release/attn-bench check tests/golden/*.json

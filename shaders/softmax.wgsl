@@ -106,3 +106,4 @@ fn normalize(
         lse[bh * p.q_len + i] = select(NEG_INF_BITS, bitcast<u32>(row_lse), any_key);
     }
 }
+

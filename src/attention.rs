@@ -3,8 +3,8 @@
 use crate::context::Context;
 use crate::error::{Error, Result, TensorRole};
 use crate::options::{AttentionOptions, Causal, MaskKind, Variant};
-use crate::staged;
 use crate::tensor::Tensor;
+use crate::{fused, staged};
 
 /// Sizes of one attention problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -257,6 +257,17 @@ pub(crate) fn validate(
             });
         }
     }
+    if opts.variant == Variant::Fused && !fused::supports(&shape) {
+        return Err(Error::Unsupported {
+            variant: "fused",
+            reason: format!(
+                "head_dim {} and value_dim {} must be at most {} (use staged or auto)",
+                shape.head_dim,
+                shape.value_dim,
+                crate::kernels::flash::MAX_DIM
+            ),
+        });
+    }
     // Dispatch grids: every other dimension is split by the planner; these two are not.
     let max_wg = ctx.limits().max_compute_workgroups_per_dimension;
     for (what, value, per_group) in [
@@ -302,9 +313,11 @@ fn check_output(t: &Tensor, role: TensorRole, expected: &[usize]) -> Result<()> 
     Ok(())
 }
 
-/// The variant the automatic choice takes for a shape on this adapter.
-pub(crate) fn choose_variant(requested: Variant, _shape: &Shape) -> Variant {
+/// The variant the automatic choice takes for a shape on this adapter: the fused kernel wherever
+/// it is specialised (head and value dims up to 256), the staged path beyond.
+pub(crate) fn choose_variant(requested: Variant, shape: &Shape) -> Variant {
     match requested {
+        Variant::Auto if fused::supports(shape) => Variant::Fused,
         Variant::Auto => Variant::Staged,
         v => v,
     }
@@ -382,6 +395,11 @@ impl Context {
         opts: &AttentionOptions,
         outputs: &AttentionOutput,
     ) -> Result<()> {
+        // The lse is always computed; a call that did not ask for it gets an internal buffer.
+        let lse = match &outputs.lse {
+            Some(l) => l.clone(),
+            None => Tensor::empty(self, &prob.shape.lse())?,
+        };
         match outputs.variant {
             Variant::Staged | Variant::Auto => staged::record(
                 self,
@@ -391,8 +409,30 @@ impl Context {
                 k,
                 v,
                 outputs,
+                &lse,
                 opts.max_scratch_bytes,
+                staged::Mode::Attention,
             ),
+            Variant::Fused => {
+                fused::record(self, encoder, prob, q, k, v, &outputs.out, &lse)?;
+                if outputs.probs.is_some() {
+                    // P after the main kernel, which stays the same with or without it.
+                    let scratch_lse = Tensor::empty(self, &prob.shape.lse())?;
+                    staged::record(
+                        self,
+                        encoder,
+                        prob,
+                        q,
+                        k,
+                        v,
+                        outputs,
+                        &scratch_lse,
+                        opts.max_scratch_bytes,
+                        staged::Mode::ProbsOnly,
+                    )?;
+                }
+                Ok(())
+            }
         }
     }
 

@@ -131,6 +131,13 @@ pub enum Error {
         limit: u32,
     },
 
+    /// The requested variant cannot run this problem.
+    #[error("variant {variant} cannot run this problem: {reason}")]
+    Unsupported {
+        variant: &'static str,
+        reason: String,
+    },
+
     /// A caller-provided output tensor has the wrong shape.
     #[error("{tensor}: output shape must be {expected:?}, got {got:?}")]
     OutputShape {

@@ -7,6 +7,7 @@ pub mod case;
 pub mod check;
 mod context;
 mod error;
+mod fused;
 pub mod kernels;
 mod options;
 pub mod reference;

@@ -79,6 +79,9 @@ pub enum Variant {
     Auto,
     /// Tiled QKᵀ, then softmax, then P·V, through an L×L score buffer. Can return P.
     Staged,
+    /// One FlashAttention-2 style kernel with online softmax: nothing grows with q_len·kv_len.
+    /// Head and value dims up to 256. P, when asked for, is computed afterwards from the lse.
+    Fused,
 }
 
 impl Variant {
@@ -86,10 +89,11 @@ impl Variant {
         match self {
             Variant::Auto => "auto",
             Variant::Staged => "staged",
+            Variant::Fused => "fused",
         }
     }
     /// Every concrete variant the library has.
-    pub const CONCRETE: [Variant; 1] = [Variant::Staged];
+    pub const CONCRETE: [Variant; 2] = [Variant::Staged, Variant::Fused];
 }
 
 impl FromStr for Variant {
@@ -98,7 +102,10 @@ impl FromStr for Variant {
         match s {
             "auto" => Ok(Variant::Auto),
             "staged" => Ok(Variant::Staged),
-            _ => Err(format!("unknown variant {s:?}; expected auto or staged")),
+            "fused" => Ok(Variant::Fused),
+            _ => Err(format!(
+                "unknown variant {s:?}; expected auto, staged or fused"
+            )),
         }
     }
 }

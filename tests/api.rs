@@ -431,19 +431,20 @@ fn device_loss_returns_device_lost_on_every_later_call() {
 fn repeated_calls_compile_nothing() {
     let c = new_ctx();
     let q = Tensor::from_data(&c, &[1, 2, 9, 4], &[0.25; 72]).unwrap();
-    c.attention_blocking(&q, &q, &q, &Default::default())
-        .unwrap();
+    let run_all = || {
+        for variant in Variant::CONCRETE {
+            for causal in Causal::ALL {
+                let opts = AttentionOptions::default().causal(causal).variant(variant);
+                c.attention_blocking(&q, &q, &q, &opts).unwrap();
+                c.attention_blocking(&q, &q, &q, &opts.with_probs())
+                    .unwrap();
+            }
+        }
+    };
+    run_all();
     let n = c.pipelines_compiled();
     assert!(n > 0);
-    for causal in Causal::ALL {
-        c.attention_blocking(
-            &q,
-            &q,
-            &q,
-            &AttentionOptions::default().causal(causal).with_probs(),
-        )
-        .unwrap();
-    }
+    run_all();
     assert_eq!(
         c.pipelines_compiled(),
         n,

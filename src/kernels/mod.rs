@@ -5,6 +5,7 @@
 //! is the single place where tile sizes are chosen, so a later per-adapter table or autotuner only
 //! changes the constants that go into the key.
 
+pub mod flash;
 pub mod peak;
 pub mod pv;
 pub mod qk;
@@ -91,6 +92,9 @@ pub fn all_sources() -> Vec<(String, String)> {
         (&pv::SOURCE, pv::key(pv::SHORT_Q_TILE)),
         (&softmax::STATS, softmax::key(&softmax::STATS)),
         (&softmax::NORMALIZE, softmax::key(&softmax::NORMALIZE)),
+        (&flash::SOURCE, flash::key(flash::spec(64, 64))),
+        (&flash::SOURCE, flash::key(flash::spec(3, 130))),
+        (&flash::SOURCE, flash::key(flash::spec(256, 256))),
         (&peak::FMA_F32, peak::key(&peak::FMA_F32)),
         (&peak::FMA_F16, peak::key(&peak::FMA_F16)),
         (&peak::COPY, peak::key(&peak::COPY)),

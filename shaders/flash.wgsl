@@ -1,0 +1,222 @@
+// Fused path: FlashAttention-2 style forward. No buffer grows with q_len · kv_len.
+//
+// A workgroup owns BQ query rows of one head, one row per invocation; the row's q (pre-scaled)
+// and output accumulator live in private arrays, with its running max m and denominator l
+// (online softmax). Key and value tiles of BK keys are staged in workgroup memory and every
+// invocation reads the same tile entries (uniform addresses). Per tile: BK scores, one rescale
+// of the accumulator, BK weighted value rows.
+//
+// The keys of a row are split over several dispatches of at most p.jn keys (the host bounds
+// the per-invocation loop trips far below lavapipe's 65,535-iteration limiter): a dispatch after
+// the first loads the state (unnormalised accumulator from `o`, (m, l) from `ml`), and the last
+// one (FLAG_FINALIZE) writes O = acc / l and the lse. Causal masks and key lengths shorten the
+// tile loop of a whole workgroup (fully masked tiles are skipped, not computed).
+//
+// Specialization constants (header): BQ (rows per workgroup), BK (keys per tile), DK and DV
+// (head and value dims rounded up to a multiple of 4; the tail is zero-padded).
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+@group(0) @binding(5) var<storage, read_write> ml: array<vec2<f32>>;
+@group(0) @binding(6) var<storage, read_write> lse: array<u32>;
+@group(0) @binding(7) var<storage, read> mask: array<f32>;
+@group(0) @binding(8) var<storage, read> key_lengths: array<u32>;
+
+const DK4: u32 = DK / 4u;
+const DV4: u32 = DV / 4u;
+
+var<workgroup> ks: array<vec4<f32>, BK * DK4>;
+var<workgroup> vs: array<vec4<f32>, BK * DV4>;
+
+@compute @workgroup_size(BQ)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let bh = p.bh0 + wid.y;
+    let b = bh / p.q_heads;
+    let h = bh % p.q_heads;
+    let kvh = h / p.group;
+    let i_base = wid.x * BQ;
+    let i = i_base + li;
+    let row_ok = i < p.q_len;
+    let row = bh * p.q_len + i;
+    let k_off = (b * p.kv_heads + kvh) * p.kv_len * p.head_dim;
+    let v_off = (b * p.kv_heads + kvh) * p.kv_len * p.value_dim;
+
+    // q, scaled once so that a score is a plain dot product.
+    var qv: array<vec4<f32>, DK4>;
+    for (var t = 0u; t < DK4; t++) {
+        var x = vec4<f32>(0.0);
+        if (row_ok) {
+            let base = row * p.head_dim;
+            for (var c = 0u; c < 4u; c++) {
+                let d = 4u * t + c;
+                if (d < p.head_dim) {
+                    x[c] = q[base + d];
+                }
+            }
+        }
+        qv[t] = x * p.scale;
+    }
+
+    var acc: array<vec4<f32>, DV4>;
+    var m = MASKED;
+    var l = 0.0;
+    if ((p.flags & FLAG_ACCUMULATE) != 0u && row_ok) {
+        let st = ml[row];
+        m = st.x;
+        l = st.y;
+        for (var t = 0u; t < DV4; t++) {
+            var x = vec4<f32>(0.0);
+            for (var c = 0u; c < 4u; c++) {
+                let e = 4u * t + c;
+                if (e < p.value_dim) {
+                    x[c] = o[row * p.value_dim + e];
+                }
+            }
+            acc[t] = x;
+        }
+    } else {
+        for (var t = 0u; t < DV4; t++) {
+            acc[t] = vec4<f32>(0.0);
+        }
+    }
+
+    // Keys this workgroup needs in this dispatch: key lengths and causality cut the range for
+    // the whole block (the last row of the block sees the most keys).
+    var j_stop = p.j0 + p.jn;
+    if (p.has_key_lengths != 0u) {
+        j_stop = min(j_stop, key_lengths[b]);
+    }
+    if (p.causal != 0u) {
+        let i_last = min(i_base + BQ, p.q_len) - 1u;
+        let lim = i32(i_last) + p.causal_offset + 1;
+        j_stop = u32(clamp(lim, i32(p.j0), i32(j_stop)));
+    }
+
+    for (var jt = p.j0; jt < j_stop; jt += BK) {
+        for (var t = 0u; t < (BK * DK4 + BQ - 1u) / BQ; t++) {
+            let e = li + t * BQ;
+            if (e < BK * DK4) {
+                let j = jt + e / DK4;
+                let d0 = 4u * (e % DK4);
+                var x = vec4<f32>(0.0);
+                if (j < j_stop) {
+                    let base = k_off + j * p.head_dim + d0;
+                    if (d0 + 3u < p.head_dim) {
+                        x = vec4<f32>(k[base], k[base + 1u], k[base + 2u], k[base + 3u]);
+                    } else {
+                        for (var c = 0u; c < 4u; c++) {
+                            if (d0 + c < p.head_dim) {
+                                x[c] = k[base + c];
+                            }
+                        }
+                    }
+                }
+                ks[e] = x;
+            }
+        }
+        for (var t = 0u; t < (BK * DV4 + BQ - 1u) / BQ; t++) {
+            let e = li + t * BQ;
+            if (e < BK * DV4) {
+                let j = jt + e / DV4;
+                let d0 = 4u * (e % DV4);
+                var x = vec4<f32>(0.0);
+                if (j < j_stop) {
+                    let base = v_off + j * p.value_dim + d0;
+                    if (d0 + 3u < p.value_dim) {
+                        x = vec4<f32>(v[base], v[base + 1u], v[base + 2u], v[base + 3u]);
+                    } else {
+                        for (var c = 0u; c < 4u; c++) {
+                            if (d0 + c < p.value_dim) {
+                                x[c] = v[base + c];
+                            }
+                        }
+                    }
+                }
+                vs[e] = x;
+            }
+        }
+        workgroupBarrier();
+
+        if (row_ok) {
+            var s: array<f32, BK>;
+            var tmax = MASKED;
+            for (var c = 0u; c < BK; c++) {
+                let j = jt + c;
+                var dv = vec4<f32>(0.0);
+                for (var t = 0u; t < DK4; t++) {
+                    dv = fma(qv[t], ks[c * DK4 + t], dv);
+                }
+                var sc = clamp(dv.x + dv.y + dv.z + dv.w, -SCORE_LIMIT, SCORE_LIMIT);
+                var kept = j < j_stop;
+                if (p.causal != 0u) {
+                    kept = kept && (i32(j) - i32(i) <= p.causal_offset);
+                }
+                if (p.mask_kind != 0u && kept) {
+                    let mv = mask[b * p.mask_sb + h * p.mask_sh + i * p.mask_sq + j * p.mask_sk];
+                    if (p.mask_kind == 1u) {
+                        kept = mv != 0.0;
+                    } else {
+                        sc = clamp(sc + mv, -SCORE_LIMIT, SCORE_LIMIT);
+                    }
+                }
+                s[c] = select(MASKED, sc, kept);
+                tmax = max(tmax, s[c]);
+            }
+            if (tmax > MASKED_BELOW) {
+                // With no key yet (l == 0) m is the sentinel: use m_new itself so that the
+                // rescale is exp(0) of an empty accumulator, never arithmetic on the sentinel.
+                let m_new = select(tmax, max(m, tmax), l > 0.0);
+                let alpha = exp(select(m_new, m, l > 0.0) - m_new);
+                l *= alpha;
+                for (var t = 0u; t < DV4; t++) {
+                    acc[t] *= alpha;
+                }
+                for (var c = 0u; c < BK; c++) {
+                    // Masked scores are clamped up to MASKED_BELOW before the subtraction so it
+                    // stays finite; their weight is then dropped.
+                    let pc = select(0.0, exp(max(s[c], MASKED_BELOW) - m_new), s[c] > MASKED_BELOW);
+                    l += pc;
+                    for (var t = 0u; t < DV4; t++) {
+                        acc[t] = fma(vec4<f32>(pc), vs[c * DV4 + t], acc[t]);
+                    }
+                }
+                m = m_new;
+            }
+        }
+        workgroupBarrier();
+    }
+
+    if (!row_ok) {
+        return;
+    }
+    if ((p.flags & FLAG_FINALIZE) != 0u) {
+        let any_key = l > 0.0;
+        let inv = select(0.0, 1.0 / l, any_key);
+        for (var t = 0u; t < DV4; t++) {
+            let x = acc[t] * inv;
+            for (var c = 0u; c < 4u; c++) {
+                let e = 4u * t + c;
+                if (e < p.value_dim) {
+                    o[row * p.value_dim + e] = x[c];
+                }
+            }
+        }
+        lse[row] = select(NEG_INF_BITS, bitcast<u32>(m + log(max(l, 1e-30))), any_key);
+    } else {
+        for (var t = 0u; t < DV4; t++) {
+            for (var c = 0u; c < 4u; c++) {
+                let e = 4u * t + c;
+                if (e < p.value_dim) {
+                    o[row * p.value_dim + e] = acc[t][c];
+                }
+            }
+        }
+        ml[row] = vec2<f32>(m, l);
+    }
+}

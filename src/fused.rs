@@ -1,0 +1,186 @@
+//! The fused path (`shaders/flash.wgsl`): one kernel, online softmax, O and lse written once.
+//! Its only buffers besides the inputs and outputs are an (m, l) pair per query row and the
+//! parameter blocks: nothing grows with q_len · kv_len.
+
+use std::num::NonZeroU64;
+
+use crate::attention::{Problem, Shape};
+use crate::context::Context;
+use crate::error::Result;
+use crate::kernels::{flash, Params, FLAG_ACCUMULATE, FLAG_FINALIZE};
+use crate::options::{Causal, MaskKind};
+use crate::tensor::Tensor;
+
+/// Whether the fused kernel is specialised for these dims.
+pub(crate) fn supports(s: &Shape) -> bool {
+    s.head_dim <= flash::MAX_DIM && s.value_dim <= flash::MAX_DIM
+}
+
+fn binding(buf: &wgpu::Buffer, size: u64) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer: buf,
+        offset: 0,
+        size: NonZeroU64::new(size.max(4)),
+    })
+}
+
+/// Base parameters of a problem (shape, scale, causal rule, mask strides, key lengths flag).
+pub(crate) fn base_params(prob: &Problem) -> Params {
+    let s = prob.shape;
+    let mut p = Params {
+        batch: s.batch as u32,
+        q_heads: s.q_heads as u32,
+        kv_heads: s.kv_heads as u32,
+        q_len: s.q_len as u32,
+        kv_len: s.kv_len as u32,
+        head_dim: s.head_dim as u32,
+        value_dim: s.value_dim as u32,
+        group: s.group() as u32,
+        scale: prob.scale,
+        ..Default::default()
+    };
+    match prob.causal {
+        Causal::None => {}
+        Causal::TopLeft => p.causal = 1,
+        Causal::BottomRight => {
+            p.causal = 1;
+            p.causal_offset = s.kv_len as i32 - s.q_len as i32;
+        }
+    }
+    if let Some((kind, strides, _)) = &prob.mask {
+        p.mask_kind = match kind {
+            MaskKind::Bool => 1,
+            MaskKind::Additive => 2,
+        };
+        [p.mask_sb, p.mask_sh, p.mask_sq, p.mask_sk] = *strides;
+    }
+    p.has_key_lengths = prob.key_lengths.is_some() as u32;
+    p
+}
+
+/// Records the fused kernel: for each group of heads, one dispatch per key chunk, in order.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    prob: &Problem,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    out: &Tensor,
+    lse: &Tensor,
+) -> Result<()> {
+    let s = prob.shape;
+    let spec = flash::spec(s.head_dim, s.value_dim);
+    let kernel = ctx.kernel(&flash::SOURCE, flash::key(spec))?;
+    let limits = ctx.limits();
+    let max_wg = limits.max_compute_workgroups_per_dimension as usize;
+    let heads = s.batch * s.q_heads;
+    let kc = flash::keys_per_dispatch(spec);
+    let key_chunks: Vec<(usize, usize)> = (0..s.kv_len)
+        .step_by(kc)
+        .map(|j0| (j0, kc.min(s.kv_len - j0)))
+        .collect();
+    let base = base_params(prob);
+    let mut params = Vec::new();
+    let mut grids = Vec::new();
+    for bh0 in (0..heads).step_by(max_wg) {
+        let nbh = max_wg.min(heads - bh0);
+        for (n, &(j0, jn)) in key_chunks.iter().enumerate() {
+            let mut p = base;
+            p.bh0 = bh0 as u32;
+            p.nbh = nbh as u32;
+            p.rows = s.q_len as u32;
+            p.j0 = j0 as u32;
+            p.jn = jn as u32;
+            p.flags = if n > 0 { FLAG_ACCUMULATE } else { 0 }
+                | if n + 1 == key_chunks.len() {
+                    FLAG_FINALIZE
+                } else {
+                    0
+                };
+            params.push(p);
+            grids.push([s.q_len.div_ceil(spec.bq as usize) as u32, nbh as u32, 1]);
+        }
+    }
+
+    let stride = (std::mem::size_of::<Params>() as u64)
+        .max(limits.min_uniform_buffer_offset_alignment as u64);
+    let mut bytes = vec![0u8; stride as usize * params.len()];
+    for (n, p) in params.iter().enumerate() {
+        let o = n * stride as usize;
+        bytes[o..o + std::mem::size_of::<Params>()].copy_from_slice(bytemuck::bytes_of(p));
+    }
+    let dev = ctx.device();
+    let param_buf = ctx.buffer_with_data(
+        "wgpu-attention flash params",
+        wgpu::BufferUsages::UNIFORM,
+        &bytes,
+    );
+    // (m, l) per row, only read by dispatches after the first key chunk.
+    let ml_bytes = if key_chunks.len() > 1 {
+        heads * s.q_len * 8
+    } else {
+        8
+    } as u64;
+    let ml = dev.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("wgpu-attention flash state"),
+        size: ml_bytes,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let kl_buf = prob.key_lengths.as_ref().map(|kl| {
+        ctx.buffer_with_data(
+            "wgpu-attention key lengths",
+            wgpu::BufferUsages::STORAGE,
+            bytemuck::cast_slice(kl),
+        )
+    });
+    let dummy = ctx.dummy_buffer();
+    let (mask_buf, mask_bytes) = match &prob.mask {
+        Some((_, _, t)) => (t.buffer(), t.bytes()),
+        None => (dummy, 16),
+    };
+    let (kl, kl_bytes) = match &kl_buf {
+        Some(b) => (b, b.size()),
+        None => (dummy, 16),
+    };
+    let entries = [
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &param_buf,
+            offset: 0,
+            size: NonZeroU64::new(std::mem::size_of::<Params>() as u64),
+        }),
+        binding(q.buffer(), q.bytes()),
+        binding(k.buffer(), k.bytes()),
+        binding(v.buffer(), v.bytes()),
+        binding(out.buffer(), out.bytes()),
+        binding(&ml, ml_bytes),
+        binding(lse.buffer(), lse.bytes()),
+        binding(mask_buf, mask_bytes),
+        binding(kl, kl_bytes),
+    ];
+    let entries: Vec<wgpu::BindGroupEntry> = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, resource)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource,
+        })
+        .collect();
+    let bg = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("wgpu-attention flash"),
+        layout: &kernel.layout,
+        entries: &entries,
+    });
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some("wgpu-attention fused"),
+        timestamp_writes: None,
+    });
+    pass.set_pipeline(&kernel.pipeline);
+    for (n, g) in grids.iter().enumerate() {
+        pass.set_bind_group(0, &bg, &[(n as u64 * stride) as u32]);
+        pass.dispatch_workgroups(g[0], g[1], g[2]);
+    }
+    Ok(())
+}
