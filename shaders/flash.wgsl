@@ -143,52 +143,57 @@ fn main(
         }
         workgroupBarrier();
 
-        if (row_ok) {
-            var s: array<f32, BK>;
-            var tmax = MASKED;
-            for (var c = 0u; c < BK; c++) {
-                let j = jt + c;
-                var dv = vec4<f32>(0.0);
-                for (var t = 0u; t < DK4; t++) {
-                    dv = fma(qv[t], ks[c * DK4 + t], dv);
-                }
-                var sc = clamp(dv.x + dv.y + dv.z + dv.w, -SCORE_LIMIT, SCORE_LIMIT);
-                var kept = j < j_stop;
-                if (p.causal != 0u) {
-                    kept = kept && (i32(j) - i32(i) <= p.causal_offset);
-                }
-                if (p.mask_kind != 0u && kept) {
-                    let mv = mask[b * p.mask_sb + h * p.mask_sh + i * p.mask_sq + j * p.mask_sk];
-                    if (p.mask_kind == 1u) {
-                        kept = mv != 0.0;
-                    } else {
-                        sc = clamp(sc + mv, -SCORE_LIMIT, SCORE_LIMIT);
-                    }
-                }
-                s[c] = select(MASKED, sc, kept);
-                tmax = max(tmax, s[c]);
+        // Branch-free on purpose: every invocation runs the same instructions (rows past q_len
+        // compute on q = 0 and are never stored). Inside a divergent branch llvmpipe turns each
+        // tile read into a per-lane gather; at uniform control flow a read at a uniform address
+        // is one load and a broadcast (measured: see docs/PERFORMANCE.md, fused v2).
+        var s: array<f32, BK>;
+        var tmax = MASKED;
+        for (var c = 0u; c < BK; c++) {
+            let j = jt + c;
+            var dv = vec4<f32>(0.0);
+            for (var t = 0u; t < DK4; t++) {
+                dv = fma(qv[t], ks[c * DK4 + t], dv);
             }
-            if (tmax > MASKED_BELOW) {
-                // With no key yet (l == 0) m is the sentinel: use m_new itself so that the
-                // rescale is exp(0) of an empty accumulator, never arithmetic on the sentinel.
-                let m_new = select(tmax, max(m, tmax), l > 0.0);
-                let alpha = exp(select(m_new, m, l > 0.0) - m_new);
-                l *= alpha;
-                for (var t = 0u; t < DV4; t++) {
-                    acc[t] *= alpha;
+            var sc = clamp(dv.x + dv.y + dv.z + dv.w, -SCORE_LIMIT, SCORE_LIMIT);
+            var kept = j < j_stop;
+            if (p.causal != 0u) {
+                kept = kept && (i32(j) - i32(i) <= p.causal_offset);
+            }
+            if (p.mask_kind != 0u) {
+                let mi = b * p.mask_sb + h * p.mask_sh + min(i, p.q_len - 1u) * p.mask_sq
+                    + min(j, p.kv_len - 1u) * p.mask_sk;
+                let mv = mask[mi];
+                if (p.mask_kind == 1u) {
+                    kept = kept && (mv != 0.0);
+                } else {
+                    sc = clamp(sc + mv, -SCORE_LIMIT, SCORE_LIMIT);
                 }
-                for (var c = 0u; c < BK; c++) {
-                    // Masked scores are clamped up to MASKED_BELOW before the subtraction so it
-                    // stays finite; their weight is then dropped.
-                    let pc = select(0.0, exp(max(s[c], MASKED_BELOW) - m_new), s[c] > MASKED_BELOW);
-                    l += pc;
-                    for (var t = 0u; t < DV4; t++) {
-                        acc[t] = fma(vec4<f32>(pc), vs[c * DV4 + t], acc[t]);
-                    }
-                }
-                m = m_new;
+            }
+            s[c] = select(MASKED, sc, kept);
+            tmax = max(tmax, s[c]);
+        }
+        // New running max: unchanged when the tile keeps no key for this row. With no key yet
+        // (l == 0) the rescale is exp(0) of an empty accumulator; the sentinel never enters
+        // arithmetic, and neither does an infinity.
+        let has = tmax > MASKED_BELOW;
+        let m_new = select(m, select(tmax, max(m, tmax), l > 0.0), has);
+        let alpha = exp(select(m_new, m, l > 0.0) - m_new);
+        let m_ref = select(m_new, 0.0, m_new < MASKED_BELOW);
+        l *= alpha;
+        for (var t = 0u; t < DV4; t++) {
+            acc[t] *= alpha;
+        }
+        for (var c = 0u; c < BK; c++) {
+            // Masked scores are raised to MASKED_BELOW before the subtraction so it stays
+            // finite; their weight is then dropped.
+            let pc = select(0.0, exp(max(s[c], MASKED_BELOW) - m_ref), s[c] > MASKED_BELOW);
+            l += pc;
+            for (var t = 0u; t < DV4; t++) {
+                acc[t] = fma(vec4<f32>(pc), vs[c * DV4 + t], acc[t]);
             }
         }
+        m = m_new;
         workgroupBarrier();
     }
 

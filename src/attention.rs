@@ -414,7 +414,17 @@ impl Context {
                 staged::Mode::Attention,
             ),
             Variant::Fused => {
-                fused::record(self, encoder, prob, q, k, v, &outputs.out, &lse)?;
+                fused::record(
+                    self,
+                    encoder,
+                    prob,
+                    q,
+                    k,
+                    v,
+                    &outputs.out,
+                    &lse,
+                    opts.subgroups,
+                )?;
                 if outputs.probs.is_some() {
                     // P after the main kernel, which stays the same with or without it.
                     let scratch_lse = Tensor::empty(self, &prob.shape.lse())?;

@@ -283,6 +283,7 @@ pub async fn verify(
     o.variant = opts.variant;
     o.max_scratch_bytes = opts.max_scratch_bytes;
     o.timeout = opts.timeout;
+    o.subgroups = opts.subgroups;
     let from_file = expected_from_file(case);
     let want_probs = opts.return_probs || (from_file.is_some() && case.probs.is_some());
     o.return_lse = true;

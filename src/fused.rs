@@ -11,6 +11,23 @@ use crate::kernels::{flash, Params, FLAG_ACCUMULATE, FLAG_FINALIZE};
 use crate::options::{Causal, MaskKind};
 use crate::tensor::Tensor;
 
+/// The subgroup size the subgroup form of the kernel would run with, when it is asked for
+/// (`subgroups`, else the `WGPU_ATTENTION_SUBGROUPS` environment variable, else off) and the
+/// adapter has SUBGROUP with one fixed size from 4 to 128 (read from the adapter, never assumed).
+pub(crate) fn subgroup_size(ctx: &Context, subgroups: Option<bool>) -> Option<u32> {
+    let wanted = subgroups.unwrap_or_else(|| {
+        std::env::var("WGPU_ATTENTION_SUBGROUPS").is_ok_and(|v| v == "1" || v == "true")
+    });
+    let info = ctx.adapter_info();
+    let fixed = info.subgroup_min_size == info.subgroup_max_size;
+    (wanted
+        && ctx.features().contains(wgpu::Features::SUBGROUP)
+        && fixed
+        && (4..=128).contains(&info.subgroup_min_size)
+        && info.subgroup_min_size.is_power_of_two())
+    .then_some(info.subgroup_min_size)
+}
+
 /// Whether the fused kernel is specialised for these dims.
 pub(crate) fn supports(s: &Shape) -> bool {
     s.head_dim <= flash::MAX_DIM && s.value_dim <= flash::MAX_DIM
@@ -69,10 +86,16 @@ pub(crate) fn record(
     v: &Tensor,
     out: &Tensor,
     lse: &Tensor,
+    subgroups: Option<bool>,
 ) -> Result<()> {
     let s = prob.shape;
     let spec = flash::spec(s.head_dim, s.value_dim);
-    let kernel = ctx.kernel(&flash::SOURCE, flash::key(spec))?;
+    let sg = subgroup_size(ctx, subgroups);
+    let kernel = match sg {
+        Some(sg) => ctx.kernel(&flash::SUBGROUP_SOURCE, flash::subgroup_key(spec, sg, 1))?,
+        None => ctx.kernel(&flash::SOURCE, flash::key(spec))?,
+    };
+    let rows_per_group = sg.unwrap_or(spec.bq) as usize;
     let limits = ctx.limits();
     let max_wg = limits.max_compute_workgroups_per_dimension as usize;
     let heads = s.batch * s.q_heads;
@@ -100,7 +123,7 @@ pub(crate) fn record(
                     0
                 };
             params.push(p);
-            grids.push([s.q_len.div_ceil(spec.bq as usize) as u32, nbh as u32, 1]);
+            grids.push([s.q_len.div_ceil(rows_per_group) as u32, nbh as u32, 1]);
         }
     }
 

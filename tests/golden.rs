@@ -14,9 +14,17 @@ fn run(name: &str) {
         case.out.is_some() && case.lse.is_some(),
         "{name}: golden file carries results"
     );
-    for v in Variant::CONCRETE {
+    let mut configs: Vec<(Variant, Option<bool>)> = Variant::CONCRETE
+        .iter()
+        .map(|&v| (v, Some(false)))
+        .collect();
+    if common::subgroups_available() {
+        configs.push((Variant::Fused, Some(true)));
+    }
+    for (v, subgroups) in configs {
         let opts = AttentionOptions {
             variant: v,
+            subgroups,
             ..Default::default()
         };
         let r = check::verify_blocking(common::ctx(), &case, &opts, None, Tolerance::FLOAT32)

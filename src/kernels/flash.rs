@@ -22,6 +22,15 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
     ],
 };
 
+pub(crate) const SUBGROUP_SOURCE: KernelSource = KernelSource {
+    // naga 30 enables subgroup builtins through Features::SUBGROUP, not an `enable` directive.
+    enable: "",
+    name: "flash_subgroup",
+    source: include_str!("../../shaders/flash_subgroup.wgsl"),
+    entry: "main",
+    bindings: SOURCE.bindings,
+};
+
 /// Largest head or value dim the fused kernel is specialised for.
 pub const MAX_DIM: usize = 256;
 
@@ -65,6 +74,13 @@ pub(crate) fn keys_per_dispatch(s: Spec) -> usize {
         + s.dv / 4;
     let tiles = (16_384 / per_tile).max(1);
     (tiles * s.bk) as usize
+}
+
+pub(crate) fn subgroup_key(s: Spec, sg: u32, r: u32) -> PipelineKey {
+    PipelineKey {
+        name: SUBGROUP_SOURCE.name,
+        constants: vec![("SG", sg), ("R", r), ("DK", s.dk), ("DV", s.dv)],
+    }
 }
 
 pub(crate) fn key(s: Spec) -> PipelineKey {

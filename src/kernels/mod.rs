@@ -76,6 +76,20 @@ impl KernelSource {
         for (name, value) in constants {
             code.push_str(&format!("const {name}: u32 = {value}u;\n"));
         }
+        // Kernels on subgroups get `broadcast(x, lane)`: subgroupBroadcast needs a constant lane,
+        // so the lanes are spelled out once here; with the caller's loop unrolled the switch
+        // folds to one constant-lane broadcast.
+        if let Some((_, sg)) = constants.iter().find(|(n, _)| *n == "SG") {
+            code.push_str(
+                "fn broadcast(x: vec4<f32>, lane: u32) -> vec4<f32> {\n    switch lane {\n",
+            );
+            for l in 0..*sg {
+                code.push_str(&format!(
+                    "        case {l}u: {{ return subgroupBroadcast(x, {l}u); }}\n"
+                ));
+            }
+            code.push_str("        default: { return x; }\n    }\n}\n");
+        }
         code.push('\n');
         code.push_str(self.source);
         code

@@ -53,6 +53,13 @@ pub fn ctx() -> &'static Context {
     })
 }
 
+/// Whether the adapter can run the subgroup form of the fused kernel.
+pub fn subgroups_available() -> bool {
+    let c = ctx();
+    let i = c.adapter_info();
+    c.features().contains(wgpu::Features::SUBGROUP) && i.subgroup_min_size == i.subgroup_max_size
+}
+
 pub fn shape(b: usize, hq: usize, hkv: usize, lq: usize, lk: usize, d: usize, dv: usize) -> Shape {
     Shape {
         batch: b,
@@ -78,10 +85,20 @@ pub fn check_with(
     sample: Option<usize>,
 ) -> Vec<Report> {
     let mut reports = Vec::new();
-    for v in Variant::CONCRETE {
+    // The fused variant runs in both forms (workgroup memory, and subgroups where the adapter
+    // has a fixed subgroup size; lavapipe's is 8).
+    let mut configs: Vec<(Variant, Option<bool>)> = Variant::CONCRETE
+        .iter()
+        .map(|&v| (v, Some(false)))
+        .collect();
+    if subgroups_available() {
+        configs.push((Variant::Fused, Some(true)));
+    }
+    for (v, subgroups) in configs {
         let opts = AttentionOptions {
             variant: v,
             return_probs: probs,
+            subgroups,
             ..base.clone()
         };
         let sh = case.shape();
