@@ -12,8 +12,12 @@
 // one (FLAG_FINALIZE) writes O = acc / l and the lse. Causal masks and key lengths shorten the
 // tile loop of a whole workgroup (fully masked tiles are skipped, not computed).
 //
+// Decode (DECODE = 1, Flash-Decoding): the keys are split over workgroups along z, each writing
+// its unnormalised accumulator and (m, l) to one slot per (row, split) of `o` and `ml` (partial
+// buffers then); merge.wgsl combines the splits.
+//
 // Specialization constants (header): BQ (rows per workgroup), BK (keys per tile), DK and DV
-// (head and value dims rounded up to a multiple of 4; the tail is zero-padded).
+// (head and value dims rounded up to a multiple of 4; the tail is zero-padded), DECODE.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -36,14 +40,38 @@ fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let bh = p.bh0 + wid.y;
-    let b = bh / p.q_heads;
-    let h = bh % p.q_heads;
-    let kvh = h / p.group;
-    let i_base = wid.x * BQ;
-    let i = i_base + li;
-    let row_ok = i < p.q_len;
-    let row = bh * p.q_len + i;
+    // Rows of this workgroup. Fused: BQ query rows of one head. Decode (split-KV): the rows of
+    // every query head that shares key/value head wid.y (group · q_len rows), so one K/V tile
+    // serves all of them; wid.z picks the key split.
+    var b: u32;
+    var h: u32;
+    var kvh: u32;
+    var i: u32;
+    var row_ok: bool;
+    var i_last: u32;
+    if (DECODE != 0u) {
+        b = wid.y / p.kv_heads;
+        kvh = wid.y % p.kv_heads;
+        let n = p.group * p.q_len;
+        let r = wid.x * BQ + li;
+        row_ok = r < n;
+        let rr = min(r, n - 1u);
+        h = kvh * p.group + rr / p.q_len;
+        i = rr % p.q_len;
+        i_last = p.q_len - 1u;
+    } else {
+        let bh0 = p.bh0 + wid.y;
+        b = bh0 / p.q_heads;
+        h = bh0 % p.q_heads;
+        kvh = h / p.group;
+        i = wid.x * BQ + li;
+        row_ok = i < p.q_len;
+        i_last = min(wid.x * BQ + BQ, p.q_len) - 1u;
+    }
+    let bh = b * p.q_heads + h;
+    let row = bh * p.q_len + min(i, p.q_len - 1u);
+    // Where this row's state goes when it is not final: its own slot, or one slot per split.
+    let slot = select(row, row * p.nseg + wid.z, DECODE != 0u);
     let k_off = (b * p.kv_heads + kvh) * p.kv_len * p.head_dim;
     let v_off = (b * p.kv_heads + kvh) * p.kv_len * p.value_dim;
 
@@ -88,17 +116,17 @@ fn main(
 
     // Keys this workgroup needs in this dispatch: key lengths and causality cut the range for
     // the whole block (the last row of the block sees the most keys).
-    var j_stop = p.j0 + p.jn;
+    let j_begin = p.j0 + select(0u, wid.z * p.jn, DECODE != 0u);
+    var j_stop = min(j_begin + p.jn, p.kv_len);
     if (p.has_key_lengths != 0u) {
         j_stop = min(j_stop, key_lengths[b]);
     }
     if (p.causal != 0u) {
-        let i_last = min(i_base + BQ, p.q_len) - 1u;
         let lim = i32(i_last) + p.causal_offset + 1;
-        j_stop = u32(clamp(lim, i32(p.j0), i32(j_stop)));
+        j_stop = u32(clamp(lim, i32(j_begin), i32(max(j_stop, j_begin))));
     }
 
-    for (var jt = p.j0; jt < j_stop; jt += BK) {
+    for (var jt = j_begin; jt < j_stop; jt += BK) {
         for (var t = 0u; t < (BK * DK4 + BQ - 1u) / BQ; t++) {
             let e = li + t * BQ;
             if (e < BK * DK4) {
@@ -218,10 +246,10 @@ fn main(
             for (var c = 0u; c < 4u; c++) {
                 let e = 4u * t + c;
                 if (e < p.value_dim) {
-                    o[row * p.value_dim + e] = acc[t][c];
+                    o[slot * p.value_dim + e] = acc[t][c];
                 }
             }
         }
-        ml[row] = vec2<f32>(m, l);
+        ml[slot] = vec2<f32>(m, l);
     }
 }

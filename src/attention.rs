@@ -4,7 +4,7 @@ use crate::context::Context;
 use crate::error::{Error, Result, TensorRole};
 use crate::options::{AttentionOptions, Causal, MaskKind, Variant};
 use crate::tensor::Tensor;
-use crate::{fused, staged};
+use crate::{decode, fused, staged};
 
 /// Sizes of one attention problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -268,6 +268,14 @@ pub(crate) fn validate(
             ),
         });
     }
+    if opts.variant == Variant::Decode {
+        if let Some(reason) = decode::unsupported(ctx, &shape) {
+            return Err(Error::Unsupported {
+                variant: "decode",
+                reason,
+            });
+        }
+    }
     // Dispatch grids: every other dimension is split by the planner; these two are not.
     let max_wg = ctx.limits().max_compute_workgroups_per_dimension;
     for (what, value, per_group) in [
@@ -313,10 +321,18 @@ fn check_output(t: &Tensor, role: TensorRole, expected: &[usize]) -> Result<()> 
     Ok(())
 }
 
-/// The variant the automatic choice takes for a shape on this adapter: the fused kernel wherever
-/// it is specialised (head and value dims up to 256), the staged path beyond.
-pub(crate) fn choose_variant(requested: Variant, shape: &Shape) -> Variant {
+/// The variant the automatic choice takes for a shape on this adapter: decode for at most 16
+/// queries against at least 1,024 keys, the fused kernel wherever it is specialised (head and
+/// value dims up to 256), the staged path beyond.
+pub(crate) fn choose_variant(ctx: &Context, requested: Variant, shape: &Shape) -> Variant {
     match requested {
+        Variant::Auto
+            if shape.q_len <= decode::MAX_AUTO_Q_LEN
+                && shape.kv_len >= 1024
+                && decode::unsupported(ctx, shape).is_none() =>
+        {
+            Variant::Decode
+        }
         Variant::Auto if fused::supports(shape) => Variant::Fused,
         Variant::Auto => Variant::Staged,
         v => v,
@@ -348,7 +364,7 @@ impl Context {
             } else {
                 None
             },
-            variant: choose_variant(opts.variant, &s),
+            variant: choose_variant(self, opts.variant, &s),
         };
         self.record_checked(encoder, &prob, q, k, v, opts, &out)?;
         Ok(out)
@@ -375,7 +391,7 @@ impl Context {
         if let Some(p) = &outputs.probs {
             check_output(p, TensorRole::Probs, &s.probs())?;
         }
-        let variant = choose_variant(opts.variant, &s);
+        let variant = choose_variant(self, opts.variant, &s);
         let outputs = AttentionOutput {
             variant,
             ..outputs.clone()
@@ -413,18 +429,22 @@ impl Context {
                 opts.max_scratch_bytes,
                 staged::Mode::Attention,
             ),
-            Variant::Fused => {
-                fused::record(
-                    self,
-                    encoder,
-                    prob,
-                    q,
-                    k,
-                    v,
-                    &outputs.out,
-                    &lse,
-                    opts.subgroups,
-                )?;
+            Variant::Fused | Variant::Decode => {
+                if outputs.variant == Variant::Fused {
+                    fused::record(
+                        self,
+                        encoder,
+                        prob,
+                        q,
+                        k,
+                        v,
+                        &outputs.out,
+                        &lse,
+                        opts.subgroups,
+                    )?;
+                } else {
+                    decode::record(self, encoder, prob, q, k, v, &outputs.out, &lse)?;
+                }
                 if outputs.probs.is_some() {
                     // P after the main kernel, which stays the same with or without it.
                     let scratch_lse = Tensor::empty(self, &prob.shape.lse())?;

@@ -1,13 +1,15 @@
 //! The fused path (`shaders/flash.wgsl`): one kernel, online softmax, O and lse written once.
 //! Its only buffers besides the inputs and outputs are an (m, l) pair per query row and the
-//! parameter blocks: nothing grows with q_len · kv_len.
-
-use std::num::NonZeroU64;
+//! parameter blocks: nothing grows with q_len · kv_len. Also the shared host side of the decode
+//! path, which runs the same kernel in its split-KV form.
 
 use crate::attention::{Problem, Shape};
 use crate::context::Context;
 use crate::error::Result;
-use crate::kernels::{flash, Params, FLAG_ACCUMULATE, FLAG_FINALIZE};
+use crate::kernels::{
+    bind_group, flash, params_binding, params_buffer, storage_binding, Params, FLAG_ACCUMULATE,
+    FLAG_FINALIZE,
+};
 use crate::options::{Causal, MaskKind};
 use crate::tensor::Tensor;
 
@@ -31,14 +33,6 @@ pub(crate) fn subgroup_size(ctx: &Context, subgroups: Option<bool>) -> Option<u3
 /// Whether the fused kernel is specialised for these dims.
 pub(crate) fn supports(s: &Shape) -> bool {
     s.head_dim <= flash::MAX_DIM && s.value_dim <= flash::MAX_DIM
-}
-
-fn binding(buf: &wgpu::Buffer, size: u64) -> wgpu::BindingResource<'_> {
-    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-        buffer: buf,
-        offset: 0,
-        size: NonZeroU64::new(size.max(4)),
-    })
 }
 
 /// Base parameters of a problem (shape, scale, causal rule, mask strides, key lengths flag).
@@ -75,6 +69,54 @@ pub(crate) fn base_params(prob: &Problem) -> Params {
     p
 }
 
+/// The bind group of the flash kernel (both forms): `o` and `ml` are the output and per-row
+/// state (fused) or the partial buffers (decode).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn flash_bind_group(
+    ctx: &Context,
+    layout: &wgpu::BindGroupLayout,
+    prob: &Problem,
+    params: &wgpu::Buffer,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    o: (&wgpu::Buffer, u64),
+    ml: (&wgpu::Buffer, u64),
+    lse: &Tensor,
+) -> wgpu::BindGroup {
+    let kl_buf = prob.key_lengths.as_ref().map(|kl| {
+        ctx.buffer_with_data(
+            "wgpu-attention key lengths",
+            wgpu::BufferUsages::STORAGE,
+            bytemuck::cast_slice(kl),
+        )
+    });
+    let dummy = ctx.dummy_buffer();
+    let (mask_buf, mask_bytes) = match &prob.mask {
+        Some((_, _, t)) => (t.buffer(), t.bytes()),
+        None => (dummy, 16),
+    };
+    let (kl, kl_bytes) = match &kl_buf {
+        Some(b) => (b, b.size()),
+        None => (dummy, 16),
+    };
+    bind_group(
+        ctx,
+        layout,
+        vec![
+            params_binding(params),
+            storage_binding(q.buffer(), q.bytes()),
+            storage_binding(k.buffer(), k.bytes()),
+            storage_binding(v.buffer(), v.bytes()),
+            storage_binding(o.0, o.1),
+            storage_binding(ml.0, ml.1),
+            storage_binding(lse.buffer(), lse.bytes()),
+            storage_binding(mask_buf, mask_bytes),
+            storage_binding(kl, kl_bytes),
+        ],
+    )
+}
+
 /// Records the fused kernel: for each group of heads, one dispatch per key chunk, in order.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record(
@@ -96,8 +138,7 @@ pub(crate) fn record(
         None => ctx.kernel(&flash::SOURCE, flash::key(spec))?,
     };
     let rows_per_group = sg.unwrap_or(spec.bq) as usize;
-    let limits = ctx.limits();
-    let max_wg = limits.max_compute_workgroups_per_dimension as usize;
+    let max_wg = ctx.limits().max_compute_workgroups_per_dimension as usize;
     let heads = s.batch * s.q_heads;
     let kc = flash::keys_per_dispatch(spec);
     let key_chunks: Vec<(usize, usize)> = (0..s.kv_len)
@@ -126,76 +167,31 @@ pub(crate) fn record(
             grids.push([s.q_len.div_ceil(rows_per_group) as u32, nbh as u32, 1]);
         }
     }
-
-    let stride = (std::mem::size_of::<Params>() as u64)
-        .max(limits.min_uniform_buffer_offset_alignment as u64);
-    let mut bytes = vec![0u8; stride as usize * params.len()];
-    for (n, p) in params.iter().enumerate() {
-        let o = n * stride as usize;
-        bytes[o..o + std::mem::size_of::<Params>()].copy_from_slice(bytemuck::bytes_of(p));
-    }
-    let dev = ctx.device();
-    let param_buf = ctx.buffer_with_data(
-        "wgpu-attention flash params",
-        wgpu::BufferUsages::UNIFORM,
-        &bytes,
-    );
+    let (param_buf, stride) = params_buffer(ctx, &params);
     // (m, l) per row, only read by dispatches after the first key chunk.
     let ml_bytes = if key_chunks.len() > 1 {
         heads * s.q_len * 8
     } else {
         8
     } as u64;
-    let ml = dev.create_buffer(&wgpu::BufferDescriptor {
+    let ml = ctx.device().create_buffer(&wgpu::BufferDescriptor {
         label: Some("wgpu-attention flash state"),
         size: ml_bytes,
         usage: wgpu::BufferUsages::STORAGE,
         mapped_at_creation: false,
     });
-    let kl_buf = prob.key_lengths.as_ref().map(|kl| {
-        ctx.buffer_with_data(
-            "wgpu-attention key lengths",
-            wgpu::BufferUsages::STORAGE,
-            bytemuck::cast_slice(kl),
-        )
-    });
-    let dummy = ctx.dummy_buffer();
-    let (mask_buf, mask_bytes) = match &prob.mask {
-        Some((_, _, t)) => (t.buffer(), t.bytes()),
-        None => (dummy, 16),
-    };
-    let (kl, kl_bytes) = match &kl_buf {
-        Some(b) => (b, b.size()),
-        None => (dummy, 16),
-    };
-    let entries = [
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &param_buf,
-            offset: 0,
-            size: NonZeroU64::new(std::mem::size_of::<Params>() as u64),
-        }),
-        binding(q.buffer(), q.bytes()),
-        binding(k.buffer(), k.bytes()),
-        binding(v.buffer(), v.bytes()),
-        binding(out.buffer(), out.bytes()),
-        binding(&ml, ml_bytes),
-        binding(lse.buffer(), lse.bytes()),
-        binding(mask_buf, mask_bytes),
-        binding(kl, kl_bytes),
-    ];
-    let entries: Vec<wgpu::BindGroupEntry> = entries
-        .into_iter()
-        .enumerate()
-        .map(|(i, resource)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource,
-        })
-        .collect();
-    let bg = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("wgpu-attention flash"),
-        layout: &kernel.layout,
-        entries: &entries,
-    });
+    let bg = flash_bind_group(
+        ctx,
+        &kernel.layout,
+        prob,
+        &param_buf,
+        q,
+        k,
+        v,
+        (out.buffer(), out.bytes()),
+        (&ml, ml_bytes),
+        lse,
+    );
     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
         label: Some("wgpu-attention fused"),
         timestamp_writes: None,

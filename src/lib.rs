@@ -6,6 +6,7 @@ pub mod bench;
 pub mod case;
 pub mod check;
 mod context;
+mod decode;
 mod error;
 mod fused;
 pub mod kernels;

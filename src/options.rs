@@ -80,8 +80,11 @@ pub enum Variant {
     /// Tiled QKᵀ, then softmax, then P·V, through an L×L score buffer. Can return P.
     Staged,
     /// One FlashAttention-2 style kernel with online softmax: nothing grows with q_len·kv_len.
-    /// Head and value dims up to 256. P, when asked for, is computed afterwards from the lse.
+    /// Head and value dims up to 256. P, when asked for, is computed after the main kernel.
     Fused,
+    /// Split-KV decoding (Flash-Decoding) for few queries against long key sequences: key splits
+    /// in parallel, then a merge. Head and value dims up to 256.
+    Decode,
 }
 
 impl Variant {
@@ -90,10 +93,11 @@ impl Variant {
             Variant::Auto => "auto",
             Variant::Staged => "staged",
             Variant::Fused => "fused",
+            Variant::Decode => "decode",
         }
     }
     /// Every concrete variant the library has.
-    pub const CONCRETE: [Variant; 2] = [Variant::Staged, Variant::Fused];
+    pub const CONCRETE: [Variant; 3] = [Variant::Staged, Variant::Fused, Variant::Decode];
 }
 
 impl FromStr for Variant {

@@ -37,6 +37,8 @@ pub const MAX_DIM: usize = 256;
 /// One specialization of the fused kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Spec {
+    /// 1 for the split-KV decode form (rows of a whole query-head group, partial outputs).
+    pub decode: u32,
     pub bq: u32,
     pub bk: u32,
     pub dk: u32,
@@ -60,7 +62,22 @@ pub(crate) fn spec(head_dim: usize, value_dim: usize) -> Spec {
     // so two workgroups can share a compute unit's 32 KiB): 32 keys at dims 64, 16 at 128, 8 at 256.
     let bk = (4096 / (dk + dv)).clamp(4, 32);
     let bk = 1 << (31 - bk.leading_zeros());
-    Spec { bq: 64, bk, dk, dv }
+    Spec {
+        decode: 0,
+        bq: 64,
+        bk,
+        dk,
+        dv,
+    }
+}
+
+/// The decode form: 16 rows per workgroup (a query-head group of a few queries), same tiles.
+pub(crate) fn decode_spec(head_dim: usize, value_dim: usize) -> Spec {
+    Spec {
+        decode: 1,
+        bq: 16,
+        ..spec(head_dim, value_dim)
+    }
 }
 
 /// Keys one dispatch covers. Counted conservatively, as if no constant loop were unrolled, a tile
@@ -86,6 +103,12 @@ pub(crate) fn subgroup_key(s: Spec, sg: u32, r: u32) -> PipelineKey {
 pub(crate) fn key(s: Spec) -> PipelineKey {
     PipelineKey {
         name: SOURCE.name,
-        constants: vec![("BQ", s.bq), ("BK", s.bk), ("DK", s.dk), ("DV", s.dv)],
+        constants: vec![
+            ("BQ", s.bq),
+            ("BK", s.bk),
+            ("DK", s.dk),
+            ("DV", s.dv),
+            ("DECODE", s.decode),
+        ],
     }
 }

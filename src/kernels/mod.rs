@@ -6,6 +6,7 @@
 //! changes the constants that go into the key.
 
 pub mod flash;
+pub mod merge;
 pub mod peak;
 pub mod pv;
 pub mod qk;
@@ -52,6 +53,59 @@ pub(crate) struct Params {
 }
 
 const _: () = assert!(std::mem::size_of::<Params>() == 128);
+
+/// One uniform buffer holding every dispatch's parameters, one aligned block each (bound with a
+/// dynamic offset); returns the buffer and the block stride.
+pub(crate) fn params_buffer(ctx: &crate::Context, params: &[Params]) -> (wgpu::Buffer, u64) {
+    let stride = (std::mem::size_of::<Params>() as u64)
+        .max(ctx.limits().min_uniform_buffer_offset_alignment as u64);
+    let mut bytes = vec![0u8; stride as usize * params.len().max(1)];
+    for (n, p) in params.iter().enumerate() {
+        let o = n * stride as usize;
+        bytes[o..o + std::mem::size_of::<Params>()].copy_from_slice(bytemuck::bytes_of(p));
+    }
+    let buf = ctx.buffer_with_data("wgpu-attention params", wgpu::BufferUsages::UNIFORM, &bytes);
+    (buf, stride)
+}
+
+/// The parameter block binding: one `Params` at the dynamic offset.
+pub(crate) fn params_binding(buf: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer: buf,
+        offset: 0,
+        size: std::num::NonZeroU64::new(std::mem::size_of::<Params>() as u64),
+    })
+}
+
+/// A storage binding of the first `size` bytes of `buf` (at least 4).
+pub(crate) fn storage_binding(buf: &wgpu::Buffer, size: u64) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer: buf,
+        offset: 0,
+        size: std::num::NonZeroU64::new(size.max(4)),
+    })
+}
+
+/// A bind group of `layout` with `resources` at bindings 0, 1, 2, ...
+pub(crate) fn bind_group(
+    ctx: &crate::Context,
+    layout: &wgpu::BindGroupLayout,
+    resources: Vec<wgpu::BindingResource>,
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = resources
+        .into_iter()
+        .enumerate()
+        .map(|(i, resource)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource,
+        })
+        .collect();
+    ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("wgpu-attention"),
+        layout,
+        entries: &entries,
+    })
+}
 
 pub(crate) const FLAG_ACCUMULATE: u32 = 1;
 pub(crate) const FLAG_FINALIZE: u32 = 2;
@@ -109,6 +163,8 @@ pub fn all_sources() -> Vec<(String, String)> {
         (&flash::SOURCE, flash::key(flash::spec(64, 64))),
         (&flash::SOURCE, flash::key(flash::spec(3, 130))),
         (&flash::SOURCE, flash::key(flash::spec(256, 256))),
+        (&flash::SOURCE, flash::key(flash::decode_spec(128, 128))),
+        (&merge::SOURCE, merge::key()),
         (&peak::FMA_F32, peak::key(&peak::FMA_F32)),
         (&peak::FMA_F16, peak::key(&peak::FMA_F16)),
         (&peak::COPY, peak::key(&peak::COPY)),

@@ -102,10 +102,10 @@ pub fn check_with(
             ..base.clone()
         };
         let sh = case.shape();
-        if v == Variant::Fused
+        if matches!(v, Variant::Fused | Variant::Decode)
             && sh.head_dim.max(sh.value_dim) > wgpu_attention::kernels::flash::MAX_DIM
         {
-            // Beyond the fused kernel's specialisations: the contract is a typed error.
+            // Beyond the flash kernel's specialisations: the contract is a typed error.
             let e =
                 check::verify_blocking(ctx(), case, &opts, sample, Tolerance::FLOAT32).unwrap_err();
             assert!(

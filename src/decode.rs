@@ -1,0 +1,144 @@
+//! The decode path (Flash-Decoding): for few queries against long key sequences. The keys are
+//! split over workgroups (z), so even batch 1 with few KV heads fills the device; one workgroup
+//! serves all query heads of a KV head (GQA), so each K/V tile is read once per group. Each split
+//! writes a partial output and (m, l); `shaders/merge.wgsl` combines them into O and lse.
+//! Partial buffers hold rows · splits · (value_dim + 2) floats: they grow with q_len · kv_len /
+//! keys-per-split, which is why the automatic choice keeps this path to short query blocks.
+
+use crate::attention::{Problem, Shape};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::fused::{base_params, flash_bind_group};
+use crate::kernels::{bind_group, flash, merge, params_binding, params_buffer, storage_binding};
+use crate::tensor::Tensor;
+
+/// Longest query block the automatic choice sends to the decode path.
+pub(crate) const MAX_AUTO_Q_LEN: usize = 16;
+
+fn splits(s: &Shape) -> (usize, usize) {
+    let spec = flash::decode_spec(s.head_dim, s.value_dim);
+    let per_split = flash::keys_per_dispatch(spec);
+    (per_split, s.kv_len.div_ceil(per_split))
+}
+
+/// Why the decode path cannot run this problem, if it cannot.
+pub(crate) fn unsupported(ctx: &Context, s: &Shape) -> Option<String> {
+    if s.head_dim > flash::MAX_DIM || s.value_dim > flash::MAX_DIM {
+        return Some(format!(
+            "head_dim {} and value_dim {} must be at most {}",
+            s.head_dim,
+            s.value_dim,
+            flash::MAX_DIM
+        ));
+    }
+    let (_, n) = splits(s);
+    if n > merge::MAX_SPLITS {
+        return Some(format!(
+            "kv_len {} needs {n} key splits, more than the merge handles ({})",
+            s.kv_len,
+            merge::MAX_SPLITS
+        ));
+    }
+    let rows = s.batch * s.q_heads * s.q_len;
+    let bytes = (rows * n * s.value_dim * 4) as u64;
+    let limit = ctx.limits().max_storage_buffer_binding_size;
+    if bytes > limit {
+        return Some(format!(
+            "its partial outputs ({bytes} bytes) exceed max_storage_buffer_binding_size {limit}; use fused for long query blocks"
+        ));
+    }
+    let max_wg = ctx.limits().max_compute_workgroups_per_dimension as usize;
+    if s.batch * s.kv_heads > max_wg {
+        return Some(format!("batch · kv_heads exceeds {max_wg} workgroups"));
+    }
+    None
+}
+
+/// Records the split kernel and the merge.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    prob: &Problem,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    out: &Tensor,
+    lse: &Tensor,
+) -> Result<()> {
+    let s = prob.shape;
+    if let Some(reason) = unsupported(ctx, &s) {
+        return Err(Error::Unsupported {
+            variant: "decode",
+            reason,
+        });
+    }
+    let spec = flash::decode_spec(s.head_dim, s.value_dim);
+    let split_kernel = ctx.kernel(&flash::SOURCE, flash::key(spec))?;
+    let merge_kernel = ctx.kernel(&merge::SOURCE, merge::key())?;
+    let (per_split, nsplit) = splits(&s);
+    let rows = s.batch * s.q_heads * s.q_len;
+
+    let mut p = base_params(prob);
+    p.j0 = 0;
+    p.jn = per_split as u32;
+    p.nseg = nsplit as u32;
+    p.flags = 0;
+    let (param_buf, _) = params_buffer(ctx, &[p]);
+    let dev = ctx.device();
+    let part_o_bytes = (rows * nsplit * s.value_dim * 4) as u64;
+    let part_ml_bytes = (rows * nsplit * 8) as u64;
+    let mk = |label, size: u64| {
+        dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.max(4),
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
+    };
+    let part_o = mk("wgpu-attention decode partial out", part_o_bytes);
+    let part_ml = mk("wgpu-attention decode partial stats", part_ml_bytes);
+    let split_bg = flash_bind_group(
+        ctx,
+        &split_kernel.layout,
+        prob,
+        &param_buf,
+        q,
+        k,
+        v,
+        (&part_o, part_o_bytes),
+        (&part_ml, part_ml_bytes),
+        lse,
+    );
+    let merge_bg = bind_group(
+        ctx,
+        &merge_kernel.layout,
+        vec![
+            params_binding(&param_buf),
+            storage_binding(&part_o, part_o_bytes),
+            storage_binding(&part_ml, part_ml_bytes),
+            storage_binding(out.buffer(), out.bytes()),
+            storage_binding(lse.buffer(), lse.bytes()),
+        ],
+    );
+    let max_wg = ctx.limits().max_compute_workgroups_per_dimension as usize;
+    let items = rows * s.value_dim.div_ceil(4);
+    let groups = items.div_ceil(merge::WG as usize);
+    let (mx, my) = (groups.min(max_wg), groups.div_ceil(max_wg));
+
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some("wgpu-attention decode"),
+        timestamp_writes: None,
+    });
+    pass.set_pipeline(&split_kernel.pipeline);
+    pass.set_bind_group(0, &split_bg, &[0]);
+    pass.dispatch_workgroups(
+        (s.group() * s.q_len).div_ceil(spec.bq as usize) as u32,
+        (s.batch * s.kv_heads) as u32,
+        nsplit as u32,
+    );
+    pass.set_pipeline(&merge_kernel.pipeline);
+    pass.set_bind_group(0, &merge_bg, &[0]);
+    pass.dispatch_workgroups(mx as u32, my as u32, 1);
+    Ok(())
+}
