@@ -48,6 +48,26 @@ enum Cmd {
     },
     /// Check each configuration against the CPU reference, then time it.
     Sweep(SweepArgs),
+    /// GPU memory of one call: inputs uploaded and the call recorded (not run), then the
+    /// allocator's report of every live allocation (Vulkan and DX12 adapters report).
+    Memory {
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 8)]
+        heads: usize,
+        #[arg(long)]
+        kv_heads: Option<usize>,
+        #[arg(long, default_value_t = 16384)]
+        q_len: usize,
+        #[arg(long)]
+        kv_len: Option<usize>,
+        #[arg(long, default_value_t = 64)]
+        head_dim: usize,
+        #[arg(long, default_value = "none")]
+        causal: Causal,
+        #[arg(long, default_value = "fused")]
+        variant: Variant,
+    },
     /// Measure the adapter's ceilings: f32 (and f16) FMA throughput, copy bandwidth.
     Peak {
         /// Write the figures as JSON.
@@ -435,6 +455,76 @@ fn write_file(path: &str, text: &str) -> bool {
     }
 }
 
+fn cmd_memory(ctx: &Context, s: Shape, causal: Causal, variant: Variant) -> ExitCode {
+    let report = |what: &str| match ctx.device().generate_allocator_report() {
+        Some(r) => {
+            println!(
+                "{what:<28} {:>12} bytes allocated ({:.1} MiB), {} allocations",
+                r.total_allocated_bytes,
+                r.total_allocated_bytes as f64 / 1048576.0,
+                r.allocations.len()
+            );
+            Some(r)
+        }
+        None => None,
+    };
+    println!("adapter: {} ({:?})", ctx.adapter_info().name, ctx.adapter_info().backend);
+    println!("shape: {s:?} causal={causal} variant={variant}");
+    if report("before inputs").is_none() {
+        println!("this adapter's backend gives no allocator report");
+        return ExitCode::from(1);
+    }
+    let n = |d: [usize; 4]| d.iter().product::<usize>();
+    let (q, k, v) = match (|| {
+        Ok::<_, wgpu_attention::Error>((
+            wgpu_attention::Tensor::filled(ctx, &s.q(), 0.5)?,
+            wgpu_attention::Tensor::filled(ctx, &s.k(), 0.5)?,
+            wgpu_attention::Tensor::filled(ctx, &s.v(), 0.5)?,
+        ))
+    })() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "inputs: q {} + k {} + v {} bytes",
+        n(s.q()) * 4,
+        n(s.k()) * 4,
+        n(s.v()) * 4
+    );
+    report("with inputs");
+    let mut enc = ctx.device().create_command_encoder(&Default::default());
+    let opts = AttentionOptions {
+        causal,
+        variant,
+        ..Default::default()
+    };
+    match ctx.record_attention(&mut enc, &q, &k, &v, &opts) {
+        Ok(out) => {
+            println!("recorded: variant {}", out.variant);
+            if let Some(r) = report("call recorded (peak)") {
+                let mut by_label: std::collections::BTreeMap<String, (u64, usize)> =
+                    Default::default();
+                for a in &r.allocations {
+                    let e = by_label.entry(a.name.clone()).or_default();
+                    e.0 += a.size;
+                    e.1 += 1;
+                }
+                for (label, (bytes, count)) in by_label {
+                    println!("  {label:<40} {bytes:>12} bytes in {count}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn cmd_peak(ctx: &Context, json: Option<&str>) -> ExitCode {
     println!(
         "adapter: {} ({:?})",
@@ -612,5 +702,25 @@ fn main() -> ExitCode {
         Some(Cmd::Check { files, variant }) => cmd_check(&ctx, *variant, files),
         Some(Cmd::Sweep(args)) => cmd_sweep(&ctx, args),
         Some(Cmd::Peak { json }) => cmd_peak(&ctx, json.as_deref()),
+        Some(Cmd::Memory {
+            batch,
+            heads,
+            kv_heads,
+            q_len,
+            kv_len,
+            head_dim,
+            causal,
+            variant,
+        }) => {
+            let s = shape(
+                *batch,
+                *heads,
+                kv_heads.unwrap_or(*heads),
+                *q_len,
+                kv_len.unwrap_or(*q_len),
+                *head_dim,
+            );
+            cmd_memory(&ctx, s, *causal, *variant)
+        }
     }
 }
