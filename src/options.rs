@@ -107,8 +107,9 @@ impl FromStr for Variant {
             "auto" => Ok(Variant::Auto),
             "staged" => Ok(Variant::Staged),
             "fused" => Ok(Variant::Fused),
+            "decode" => Ok(Variant::Decode),
             _ => Err(format!(
-                "unknown variant {s:?}; expected auto, staged or fused"
+                "unknown variant {s:?}; expected auto, staged, fused or decode"
             )),
         }
     }
@@ -175,5 +176,21 @@ impl AttentionOptions {
     pub fn variant(mut self, v: Variant) -> Self {
         self.variant = v;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for v in Variant::CONCRETE.iter().chain([&Variant::Auto]) {
+            assert_eq!(v.as_str().parse::<Variant>(), Ok(*v));
+        }
+        for c in Causal::ALL {
+            assert_eq!(c.as_str().parse::<Causal>(), Ok(c));
+        }
+        assert!("flash".parse::<Variant>().is_err());
     }
 }
