@@ -14,15 +14,7 @@ use wgpu_attention::case::Case;
 use wgpu_attention::{AttentionOptions, Causal, Context, ContextOptions, Shape, Variant};
 
 fn shape(b: usize, hq: usize, hkv: usize, lq: usize, lk: usize, d: usize) -> Shape {
-    Shape {
-        batch: b,
-        q_heads: hq,
-        kv_heads: hkv,
-        q_len: lq,
-        kv_len: lk,
-        head_dim: d,
-        value_dim: d,
-    }
+    Shape::new(b, hq, hkv, lq, lk, d, d)
 }
 
 fn attention(c: &mut Criterion) {

@@ -19,6 +19,25 @@ pub struct Shape {
 }
 
 impl Shape {
+    pub fn new(
+        batch: usize,
+        q_heads: usize,
+        kv_heads: usize,
+        q_len: usize,
+        kv_len: usize,
+        head_dim: usize,
+        value_dim: usize,
+    ) -> Shape {
+        Shape {
+            batch,
+            q_heads,
+            kv_heads,
+            q_len,
+            kv_len,
+            head_dim,
+            value_dim,
+        }
+    }
     pub fn q(&self) -> [usize; 4] {
         [self.batch, self.q_heads, self.q_len, self.head_dim]
     }
@@ -65,6 +84,43 @@ pub(crate) struct Problem {
     pub key_lengths: Option<Vec<u32>>,
     /// Kind and element strides `[b, h, q, k]` of the mask, 0 along broadcast dimensions.
     pub mask: Option<(MaskKind, [u32; 4], Tensor)>,
+}
+
+impl Problem {
+    /// The dispatch parameters every kernel shares: shape, scale, causal rule, mask strides and
+    /// the key-lengths flag. Callers fill in the per-dispatch fields.
+    pub(crate) fn params(&self) -> crate::kernels::Params {
+        let s = self.shape;
+        let mut p = crate::kernels::Params {
+            batch: s.batch as u32,
+            q_heads: s.q_heads as u32,
+            kv_heads: s.kv_heads as u32,
+            q_len: s.q_len as u32,
+            kv_len: s.kv_len as u32,
+            head_dim: s.head_dim as u32,
+            value_dim: s.value_dim as u32,
+            group: s.group() as u32,
+            scale: self.scale,
+            ..Default::default()
+        };
+        match self.causal {
+            Causal::None => {}
+            Causal::TopLeft => p.causal = 1,
+            Causal::BottomRight => {
+                p.causal = 1;
+                p.causal_offset = s.kv_len as i32 - s.q_len as i32;
+            }
+        }
+        if let Some((kind, strides, _)) = &self.mask {
+            p.mask_kind = match kind {
+                MaskKind::Bool => 1,
+                MaskKind::Additive => 2,
+            };
+            [p.mask_sb, p.mask_sh, p.mask_sq, p.mask_sk] = *strides;
+        }
+        p.has_key_lengths = self.key_lengths.is_some() as u32;
+        p
+    }
 }
 
 fn rank4(t: &Tensor, role: TensorRole, layout: &'static str) -> Result<[usize; 4]> {

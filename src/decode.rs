@@ -8,7 +8,7 @@
 use crate::attention::{Problem, Shape};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::fused::{base_params, flash_bind_group};
+use crate::fused::flash_bind_group;
 use crate::kernels::{bind_group, flash, merge, params_binding, params_buffer, storage_binding};
 use crate::tensor::Tensor;
 
@@ -79,7 +79,7 @@ pub(crate) fn record(
     let (per_split, nsplit) = splits(&s);
     let rows = s.batch * s.q_heads * s.q_len;
 
-    let mut p = base_params(prob);
+    let mut p = prob.params();
     p.j0 = 0;
     p.jn = per_split as u32;
     p.nseg = nsplit as u32;

@@ -7,10 +7,9 @@ use crate::attention::{Problem, Shape};
 use crate::context::Context;
 use crate::error::Result;
 use crate::kernels::{
-    bind_group, flash, params_binding, params_buffer, storage_binding, Params, FLAG_ACCUMULATE,
-    FLAG_FINALIZE,
+    bind_group, flash, mask_and_lengths, params_binding, params_buffer, storage_binding,
+    FLAG_ACCUMULATE, FLAG_FINALIZE,
 };
-use crate::options::{Causal, MaskKind};
 use crate::tensor::Tensor;
 
 /// The subgroup size the subgroup form of the kernel would run with, when it is asked for
@@ -35,40 +34,6 @@ pub(crate) fn supports(s: &Shape) -> bool {
     s.head_dim <= flash::MAX_DIM && s.value_dim <= flash::MAX_DIM
 }
 
-/// Base parameters of a problem (shape, scale, causal rule, mask strides, key lengths flag).
-pub(crate) fn base_params(prob: &Problem) -> Params {
-    let s = prob.shape;
-    let mut p = Params {
-        batch: s.batch as u32,
-        q_heads: s.q_heads as u32,
-        kv_heads: s.kv_heads as u32,
-        q_len: s.q_len as u32,
-        kv_len: s.kv_len as u32,
-        head_dim: s.head_dim as u32,
-        value_dim: s.value_dim as u32,
-        group: s.group() as u32,
-        scale: prob.scale,
-        ..Default::default()
-    };
-    match prob.causal {
-        Causal::None => {}
-        Causal::TopLeft => p.causal = 1,
-        Causal::BottomRight => {
-            p.causal = 1;
-            p.causal_offset = s.kv_len as i32 - s.q_len as i32;
-        }
-    }
-    if let Some((kind, strides, _)) = &prob.mask {
-        p.mask_kind = match kind {
-            MaskKind::Bool => 1,
-            MaskKind::Additive => 2,
-        };
-        [p.mask_sb, p.mask_sh, p.mask_sq, p.mask_sk] = *strides;
-    }
-    p.has_key_lengths = prob.key_lengths.is_some() as u32;
-    p
-}
-
 /// The bind group of the flash kernel (both forms): `o` and `ml` are the output and per-row
 /// state (fused) or the partial buffers (decode).
 #[allow(clippy::too_many_arguments)]
@@ -84,21 +49,10 @@ pub(crate) fn flash_bind_group(
     ml: (&wgpu::Buffer, u64),
     lse: &Tensor,
 ) -> wgpu::BindGroup {
-    let kl_buf = prob.key_lengths.as_ref().map(|kl| {
-        ctx.buffer_with_data(
-            "wgpu-attention key lengths",
-            wgpu::BufferUsages::STORAGE,
-            bytemuck::cast_slice(kl),
-        )
-    });
-    let dummy = ctx.dummy_buffer();
-    let (mask_buf, mask_bytes) = match &prob.mask {
-        Some((_, _, t)) => (t.buffer(), t.bytes()),
-        None => (dummy, 16),
-    };
+    let (mask_buf, mask_bytes, kl_buf) = mask_and_lengths(ctx, prob);
     let (kl, kl_bytes) = match &kl_buf {
         Some(b) => (b, b.size()),
-        None => (dummy, 16),
+        None => (ctx.dummy_buffer(), 16),
     };
     bind_group(
         ctx,
@@ -145,7 +99,7 @@ pub(crate) fn record(
         .step_by(kc)
         .map(|j0| (j0, kc.min(s.kv_len - j0)))
         .collect();
-    let base = base_params(prob);
+    let base = prob.params();
     let mut params = Vec::new();
     let mut grids = Vec::new();
     for bh0 in (0..heads).step_by(max_wg) {

@@ -7,13 +7,13 @@
 //! cut at dispatch level (head-dim chunks for QK, key chunks for PV, key segments for softmax) so
 //! that no invocation runs long loops (lavapipe's limiter, desktop watchdogs).
 
-use std::num::NonZeroU64;
-
 use crate::attention::{AttentionOutput, Problem};
 use crate::context::Context;
 use crate::error::Result;
-use crate::kernels::{pv, qk, softmax, Params, FLAG_ACCUMULATE, FLAG_FINALIZE};
-use crate::options::{Causal, MaskKind};
+use crate::kernels::{
+    bind_group, mask_and_lengths, params_binding, params_buffer, pv, qk, softmax, storage_binding,
+    Params, FLAG_ACCUMULATE, FLAG_FINALIZE,
+};
 use crate::tensor::Tensor;
 
 /// A contiguous block of score rows: heads `bh0 .. bh0 + nbh`, rows `i0 .. i0 + rows` of each.
@@ -116,14 +116,6 @@ enum Step {
     EndChunk,
 }
 
-fn binding(buf: &wgpu::Buffer, size: u64) -> wgpu::BindingResource<'_> {
-    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-        buffer: buf,
-        offset: 0,
-        size: NonZeroU64::new(size.max(4)),
-    })
-}
-
 /// Records the staged path for a checked problem into `encoder`, writing the row lse to `lse`;
 /// `outputs.out` is not touched in ProbsOnly mode.
 #[allow(clippy::too_many_arguments)]
@@ -174,38 +166,8 @@ pub(crate) fn record(
     let chunk_rows_max = chunks.iter().map(|c| c.nbh * c.rows).max().unwrap_or(1);
     let nseg = s.kv_len.div_ceil(softmax::SEG as usize);
 
-    let mut base = Params {
-        batch: s.batch as u32,
-        q_heads: s.q_heads as u32,
-        kv_heads: s.kv_heads as u32,
-        q_len: s.q_len as u32,
-        kv_len: s.kv_len as u32,
-        head_dim: s.head_dim as u32,
-        value_dim: s.value_dim as u32,
-        group: s.group() as u32,
-        scale: prob.scale,
-        nseg: nseg as u32,
-        ..Default::default()
-    };
-    match prob.causal {
-        Causal::None => {}
-        Causal::TopLeft => {
-            base.causal = 1;
-            base.causal_offset = 0;
-        }
-        Causal::BottomRight => {
-            base.causal = 1;
-            base.causal_offset = s.kv_len as i32 - s.q_len as i32;
-        }
-    }
-    if let Some((kind, strides, _)) = &prob.mask {
-        base.mask_kind = match kind {
-            MaskKind::Bool => 1,
-            MaskKind::Additive => 2,
-        };
-        [base.mask_sb, base.mask_sh, base.mask_sq, base.mask_sk] = *strides;
-    }
-    base.has_key_lengths = prob.key_lengths.is_some() as u32;
+    let mut base = prob.params();
+    base.nseg = nseg as u32;
 
     // Every dispatch's parameters go in one uniform buffer, one aligned block each.
     let mut params: Vec<Params> = Vec::new();
@@ -294,15 +256,7 @@ pub(crate) fn record(
     debug_assert!(chunks.iter().map(|c| c.nbh * c.rows).sum::<usize>() == total_rows);
 
     let dev = ctx.device();
-    let stride = (std::mem::size_of::<Params>() as u64)
-        .max(limits.min_uniform_buffer_offset_alignment as u64);
-    let mut bytes = vec![0u8; stride as usize * params.len()];
-    for (n, p) in params.iter().enumerate() {
-        let o = n * stride as usize;
-        bytes[o..o + std::mem::size_of::<Params>()].copy_from_slice(bytemuck::bytes_of(p));
-    }
-    let param_buf =
-        ctx.buffer_with_data("wgpu-attention params", wgpu::BufferUsages::UNIFORM, &bytes);
+    let (param_buf, stride) = params_buffer(ctx, &params);
     let scores_bytes = chunk_rows_max as u64 * row_bytes;
     let scores = match &probs_direct {
         Some(p) => p.buffer().clone(),
@@ -323,69 +277,41 @@ pub(crate) fn record(
         usage: wgpu::BufferUsages::STORAGE,
         mapped_at_creation: false,
     });
-    let kl_buf = prob.key_lengths.as_ref().map(|kl| {
-        ctx.buffer_with_data(
-            "wgpu-attention key lengths",
-            wgpu::BufferUsages::STORAGE,
-            bytemuck::cast_slice(kl),
-        )
-    });
-    let dummy = ctx.dummy_buffer();
-    let (mask_buf, mask_bytes) = match &prob.mask {
-        Some((_, _, t)) => (t.buffer(), t.bytes()),
-        None => (dummy, 16),
+    let (mask_buf, mask_bytes, kl_buf) = mask_and_lengths(ctx, prob);
+    let kl_binding = match &kl_buf {
+        Some(b) => storage_binding(b, b.size()),
+        None => storage_binding(ctx.dummy_buffer(), 16),
     };
-    let (kl, kl_bytes) = match &kl_buf {
-        Some(b) => (b, b.size()),
-        None => (dummy, 16),
-    };
-    let params_binding = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-        buffer: &param_buf,
-        offset: 0,
-        size: NonZeroU64::new(std::mem::size_of::<Params>() as u64),
-    });
     let bg = |layout: &wgpu::BindGroupLayout, res: Vec<wgpu::BindingResource>| {
-        let entries: Vec<wgpu::BindGroupEntry> = res
-            .into_iter()
-            .enumerate()
-            .map(|(i, resource)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource,
-            })
-            .collect();
-        dev.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("wgpu-attention"),
-            layout,
-            entries: &entries,
-        })
+        bind_group(ctx, layout, res)
     };
     let qk_bg = bg(
         &qk_k.layout,
         vec![
-            params_binding.clone(),
-            binding(q.buffer(), q.bytes()),
-            binding(k.buffer(), k.bytes()),
-            binding(&scores, scores_bind),
-            binding(mask_buf, mask_bytes),
-            binding(kl, kl_bytes),
+            params_binding(&param_buf),
+            storage_binding(q.buffer(), q.bytes()),
+            storage_binding(k.buffer(), k.bytes()),
+            storage_binding(&scores, scores_bind),
+            storage_binding(mask_buf, mask_bytes),
+            kl_binding,
         ],
     );
     let sm_bg = bg(
         &stats_k.layout,
         vec![
-            params_binding.clone(),
-            binding(&scores, scores_bind),
-            binding(&partials, partials.size()),
-            binding(lse.buffer(), lse.bytes()),
+            params_binding(&param_buf),
+            storage_binding(&scores, scores_bind),
+            storage_binding(&partials, partials.size()),
+            storage_binding(lse.buffer(), lse.bytes()),
         ],
     );
     let pv_bg = bg(
         &pv_k.layout,
         vec![
-            params_binding,
-            binding(&scores, scores_bind),
-            binding(v.buffer(), v.bytes()),
-            binding(outputs.out.buffer(), outputs.out.bytes()),
+            params_binding(&param_buf),
+            storage_binding(&scores, scores_bind),
+            storage_binding(v.buffer(), v.bytes()),
+            storage_binding(outputs.out.buffer(), outputs.out.bytes()),
         ],
     );
 

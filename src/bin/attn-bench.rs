@@ -357,15 +357,7 @@ fn main_job(ctx: &Context, variant: Variant) -> ExitCode {
 }
 
 fn shape(b: usize, hq: usize, hkv: usize, lq: usize, lk: usize, d: usize) -> Shape {
-    Shape {
-        batch: b,
-        q_heads: hq,
-        kv_heads: hkv,
-        q_len: lq,
-        kv_len: lk,
-        head_dim: d,
-        value_dim: d,
-    }
+    Shape::new(b, hq, hkv, lq, lk, d, d)
 }
 
 /// The default sweep: prefill (L 256 to 4096, D 64 and 128, causal and not) and decode (Lq 1,

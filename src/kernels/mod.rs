@@ -107,6 +107,25 @@ pub(crate) fn bind_group(
     })
 }
 
+/// The mask buffer (the context's dummy when there is none) with its byte size, and a buffer of
+/// the key lengths when the problem has them: the optional inputs every score kernel binds.
+pub(crate) fn mask_and_lengths<'a>(
+    ctx: &'a crate::Context,
+    prob: &'a crate::attention::Problem,
+) -> (&'a wgpu::Buffer, u64, Option<wgpu::Buffer>) {
+    let kl = prob.key_lengths.as_ref().map(|kl| {
+        ctx.buffer_with_data(
+            "wgpu-attention key lengths",
+            wgpu::BufferUsages::STORAGE,
+            bytemuck::cast_slice(kl),
+        )
+    });
+    match &prob.mask {
+        Some((_, _, t)) => (t.buffer(), t.bytes(), kl),
+        None => (ctx.dummy_buffer(), 16, kl),
+    }
+}
+
 pub(crate) const FLAG_ACCUMULATE: u32 = 1;
 pub(crate) const FLAG_FINALIZE: u32 = 2;
 

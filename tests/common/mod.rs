@@ -61,15 +61,7 @@ pub fn subgroups_available() -> bool {
 }
 
 pub fn shape(b: usize, hq: usize, hkv: usize, lq: usize, lk: usize, d: usize, dv: usize) -> Shape {
-    Shape {
-        batch: b,
-        q_heads: hq,
-        kv_heads: hkv,
-        q_len: lq,
-        kv_len: lk,
-        head_dim: d,
-        value_dim: dv,
-    }
+    Shape::new(b, hq, hkv, lq, lk, d, dv)
 }
 
 /// Runs `case` on every concrete variant (outputs poisoned with NaN), compares with the f64
