@@ -184,6 +184,14 @@ pub fn all_sources() -> Vec<(String, String)> {
         (&flash::SOURCE, flash::key(flash::spec(256, 256))),
         (&flash::SOURCE, flash::key(flash::decode_spec(128, 128))),
         (&merge::SOURCE, merge::key()),
+        (
+            &flash::SUBGROUP_SOURCE,
+            flash::subgroup_key(flash::spec(64, 64), 8, 1),
+        ),
+        (
+            &flash::SUBGROUP_SOURCE,
+            flash::subgroup_key(flash::spec(3, 130), 32, 1),
+        ),
         (&peak::FMA_F32, peak::key(&peak::FMA_F32)),
         (&peak::FMA_F16, peak::key(&peak::FMA_F16)),
         (&peak::COPY, peak::key(&peak::COPY)),
