@@ -338,7 +338,7 @@ pub(crate) fn validate(
         (
             "value_dim",
             shape.value_dim,
-            crate::kernels::pv::DEFAULT_TILE.tn as usize,
+            crate::kernels::DEFAULT_TILE.tn as usize,
         ),
         (
             "kv_len",

@@ -11,8 +11,8 @@ use crate::attention::{AttentionOutput, Problem};
 use crate::context::Context;
 use crate::error::Result;
 use crate::kernels::{
-    bind_group, mask_and_lengths, params_binding, params_buffer, pv, qk, softmax, storage_binding,
-    Params, FLAG_ACCUMULATE, FLAG_FINALIZE,
+    self, bind_group, mask_and_lengths, params_binding, params_buffer, pv, qk, softmax,
+    storage_binding, Params, FLAG_ACCUMULATE, FLAG_FINALIZE,
 };
 use crate::tensor::Tensor;
 
@@ -135,8 +135,8 @@ pub(crate) fn record(
     let limits = ctx.limits();
     let max_binding = limits.max_storage_buffer_binding_size;
     let max_wg = limits.max_compute_workgroups_per_dimension as usize;
-    let qk_tile = qk::tile_for(s.q_len);
-    let pv_tile = pv::tile_for(s.q_len);
+    let qk_tile = kernels::tile_for(s.q_len);
+    let pv_tile = qk_tile;
 
     let qk_k = ctx.kernel(&qk::SOURCE, qk::key(qk_tile))?;
     let stats_k = ctx.kernel(&softmax::STATS, softmax::key(&softmax::STATS))?;

@@ -173,10 +173,10 @@ impl KernelSource {
 pub fn all_sources() -> Vec<(String, String)> {
     let mut v = Vec::new();
     for (src, key) in [
-        (&qk::SOURCE, qk::key(qk::DEFAULT_TILE)),
-        (&qk::SOURCE, qk::key(qk::SHORT_Q_TILE)),
-        (&pv::SOURCE, pv::key(pv::DEFAULT_TILE)),
-        (&pv::SOURCE, pv::key(pv::SHORT_Q_TILE)),
+        (&qk::SOURCE, qk::key(DEFAULT_TILE)),
+        (&qk::SOURCE, qk::key(SHORT_Q_TILE)),
+        (&pv::SOURCE, pv::key(DEFAULT_TILE)),
+        (&pv::SOURCE, pv::key(SHORT_Q_TILE)),
         (&softmax::STATS, softmax::key(&softmax::STATS)),
         (&softmax::NORMALIZE, softmax::key(&softmax::NORMALIZE)),
         (&flash::SOURCE, flash::key(flash::spec(64, 64))),
@@ -199,6 +199,32 @@ pub fn all_sources() -> Vec<(String, String)> {
         v.push((key.label(), src.assemble(&key.constants)));
     }
     v
+}
+
+/// 64 x 64 outputs per workgroup of 256 invocations, 16 inner elements per step: the 4 x 4
+/// register-blocked shape that measured fastest of those tried on lavapipe (docs/PERFORMANCE.md,
+/// optimisation log 2). Used by both matrix-product kernels (qk and pv).
+pub(crate) const DEFAULT_TILE: Tile = Tile {
+    tm: 64,
+    tn: 64,
+    tk: 16,
+};
+
+/// For at most 4 query rows per head (decoding): 4 x 64 outputs per workgroup of 16 invocations,
+/// so a single query row wastes 3/4 of a tile instead of 63/64 (measured 1050 → 191 ms).
+pub(crate) const SHORT_Q_TILE: Tile = Tile {
+    tm: 4,
+    tn: 64,
+    tk: 16,
+};
+
+/// The tile of the matrix-product kernels for a problem: the single place where it is chosen.
+pub(crate) fn tile_for(q_len: usize) -> Tile {
+    if q_len <= SHORT_Q_TILE.tm as usize {
+        SHORT_Q_TILE
+    } else {
+        DEFAULT_TILE
+    }
 }
 
 /// Tile shape of the two matrix-product kernels: TM x TN outputs per workgroup, TK elements of

@@ -16,29 +16,6 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
     ],
 };
 
-pub(crate) const DEFAULT_TILE: Tile = Tile {
-    tm: 64,
-    tn: 64,
-    tk: 16,
-};
-
-/// For at most 4 query rows per head (decoding): 4 x 64 outputs per workgroup of 16 invocations,
-/// so a single query row wastes 3/4 of a tile instead of 63/64.
-pub(crate) const SHORT_Q_TILE: Tile = Tile {
-    tm: 4,
-    tn: 64,
-    tk: 16,
-};
-
-/// The tile for a problem: the single place where the pv tile is chosen by shape.
-pub(crate) fn tile_for(q_len: usize) -> Tile {
-    if q_len <= SHORT_Q_TILE.tm as usize {
-        SHORT_Q_TILE
-    } else {
-        DEFAULT_TILE
-    }
-}
-
 /// Keys one dispatch covers: at most K_CHUNK / TK = 64 trips of the key loop per invocation.
 pub(crate) const K_CHUNK: u32 = 1024;
 
