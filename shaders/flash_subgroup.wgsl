@@ -121,8 +121,9 @@ fn main(
         }
         for (var t = 0u; t < DK4; t++) {
             let kx = load_row4(true, k_off + jl * p.head_dim, 4u * t, p.head_dim);
+            let kb = broadcast_all(kx);
             for (var c = 0u; c < SG; c++) {
-                let kc = broadcast(kx, c);
+                let kc = kb[c];
                 for (var r = 0u; r < R; r++) {
                     s[r][c] += dot(qv[r][t], kc);
                 }
@@ -170,8 +171,9 @@ fn main(
         }
         for (var t = 0u; t < DV4; t++) {
             let vx = load_row4(false, v_off + jl * p.value_dim, 4u * t, p.value_dim);
+            let vb = broadcast_all(vx);
             for (var c = 0u; c < SG; c++) {
-                let vc = broadcast(vx, c);
+                let vc = vb[c];
                 for (var r = 0u; r < R; r++) {
                     acc[r][t] = fma(vec4<f32>(pr[r][c]), vc, acc[r][t]);
                 }

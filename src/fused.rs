@@ -12,12 +12,12 @@ use crate::kernels::{
 };
 use crate::tensor::Tensor;
 
-/// The subgroup size the subgroup form of the kernel would run with, when it is asked for
-/// (`subgroups`, else the `WGPU_ATTENTION_SUBGROUPS` environment variable, else off) and the
-/// adapter has SUBGROUP with one fixed size from 4 to 128 (read from the adapter, never assumed).
+/// The subgroup size the subgroup form of the kernel runs with: where the adapter has SUBGROUP
+/// with one fixed size from 4 to 128 (read from the adapter, never assumed), unless turned off by
+/// `subgroups: Some(false)` or, when that is `None`, `WGPU_ATTENTION_SUBGROUPS=0`.
 pub(crate) fn subgroup_size(ctx: &Context, subgroups: Option<bool>) -> Option<u32> {
     let wanted = subgroups.unwrap_or_else(|| {
-        std::env::var("WGPU_ATTENTION_SUBGROUPS").is_ok_and(|v| v == "1" || v == "true")
+        !std::env::var("WGPU_ATTENTION_SUBGROUPS").is_ok_and(|v| v == "0" || v == "false")
     });
     let info = ctx.adapter_info();
     let fixed = info.subgroup_min_size == info.subgroup_max_size;
@@ -91,6 +91,7 @@ pub(crate) fn record(
         Some(sg) => ctx.kernel(&flash::SUBGROUP_SOURCE, flash::subgroup_key(spec, sg, 1))?,
         None => ctx.kernel(&flash::SOURCE, flash::key(spec))?,
     };
+    // One row per invocation: more rows per invocation (R = 2, 4) measured slower on lavapipe.
     let rows_per_group = sg.unwrap_or(spec.bq) as usize;
     let max_wg = ctx.limits().max_compute_workgroups_per_dimension as usize;
     let heads = s.batch * s.q_heads;

@@ -139,10 +139,10 @@ pub struct AttentionOptions {
     /// adapter's `max_storage_buffer_binding_size`. Smaller values split the work into more
     /// dispatches (useful to bound memory, and to test the split).
     pub max_scratch_bytes: Option<u64>,
-    /// Fused variant: use its subgroup form (K/V rows shared by subgroupBroadcast instead of
-    /// workgroup memory) where the adapter has SUBGROUP with a fixed size. `None` reads
-    /// `WGPU_ATTENTION_SUBGROUPS` (`1` to enable) and is off otherwise: on lavapipe the
-    /// workgroup-memory form measured faster (docs/PERFORMANCE.md).
+    /// Fused variant: its subgroup form (K/V rows shared by subgroupBroadcast instead of workgroup
+    /// memory), used where the adapter has SUBGROUP with a fixed size. `Some(false)` selects the
+    /// workgroup-memory form; `None` follows `WGPU_ATTENTION_SUBGROUPS` (`0` turns it off). On
+    /// lavapipe the subgroup form measured about 1.4× faster (docs/PERFORMANCE.md).
     pub subgroups: Option<bool>,
     /// Bound on the wait of [`Context::attention`](crate::Context::attention); `Error::Timeout` past it.
     pub timeout: Option<Duration>,

@@ -149,19 +149,19 @@ impl KernelSource {
         for (name, value) in constants {
             code.push_str(&format!("const {name}: u32 = {value}u;\n"));
         }
-        // Kernels on subgroups get `broadcast(x, lane)`: subgroupBroadcast needs a constant lane,
-        // so the lanes are spelled out once here; with the caller's loop unrolled the switch
-        // folds to one constant-lane broadcast.
+        // Kernels on subgroups get `broadcast_all(x)`, every lane's value at once: WGSL's
+        // subgroupBroadcast needs a constant lane, so the lanes are spelled out here with literal
+        // indices, whatever the caller's loops. (A `switch` on the loop index instead measured no
+        // faster than workgroup memory on lavapipe, presumably because that loop stays rolled.)
         if let Some((_, sg)) = constants.iter().find(|(n, _)| *n == "SG") {
-            code.push_str(
-                "fn broadcast(x: vec4<f32>, lane: u32) -> vec4<f32> {\n    switch lane {\n",
-            );
+            code.push_str(&format!("fn broadcast_all(x: vec4<f32>) -> array<vec4<f32>, {sg}> {{\n    return array<vec4<f32>, {sg}>("));
             for l in 0..*sg {
                 code.push_str(&format!(
-                    "        case {l}u: {{ return subgroupBroadcast(x, {l}u); }}\n"
+                    "{}subgroupBroadcast(x, {l}u)",
+                    if l > 0 { ", " } else { "" }
                 ));
             }
-            code.push_str("        default: { return x; }\n    }\n}\n");
+            code.push_str(");\n}\n");
         }
         code.push('\n');
         code.push_str(self.source);
