@@ -5,7 +5,7 @@ mod common;
 
 use wgpu_attention::case::Case;
 use wgpu_attention::check::{self, Tolerance};
-use wgpu_attention::{AttentionOptions, Variant};
+use wgpu_attention::AttentionOptions;
 
 fn run(name: &str) {
     let path = format!("{}/tests/golden/{name}.json", env!("CARGO_MANIFEST_DIR"));
@@ -14,14 +14,7 @@ fn run(name: &str) {
         case.out.is_some() && case.lse.is_some(),
         "{name}: golden file carries results"
     );
-    let mut configs: Vec<(Variant, Option<bool>)> = Variant::CONCRETE
-        .iter()
-        .map(|&v| (v, Some(false)))
-        .collect();
-    if common::subgroups_available() {
-        configs.push((Variant::Fused, Some(true)));
-    }
-    for (v, subgroups) in configs {
+    for (v, subgroups) in common::configs() {
         let opts = AttentionOptions {
             variant: v,
             subgroups,

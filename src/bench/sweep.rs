@@ -122,19 +122,19 @@ pub fn run(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<
         Tolerance::FLOAT32,
     );
 
-    let timed = |_: usize| {
+    let timed = || {
         timer.time(ctx, |enc| {
             ctx.record_attention_into(enc, &q, &k, &v, &opts, &outputs)
                 .map(|_| ())
         })
     };
-    for n in 1..set.warmup {
-        timed(n)?;
+    for _ in 1..set.warmup {
+        timed()?;
     }
     let mut best = Vec::with_capacity(set.reps);
     let mut wall = Vec::with_capacity(set.reps);
-    for n in 0..set.reps.max(1) {
-        let smp = timed(n)?;
+    for _ in 0..set.reps.max(1) {
+        let smp = timed()?;
         best.push(smp.best());
         wall.push(smp.wall);
     }

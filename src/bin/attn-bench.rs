@@ -247,11 +247,6 @@ fn self_check_cases() -> Vec<(Case, Option<usize>)> {
     v
 }
 
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
-}
-
 /// Median wall time of submit-and-wait (no readback), after warm-up runs that compile pipelines.
 fn time_call(
     ctx: &Context,
@@ -276,7 +271,7 @@ fn time_call(
         ctx.attention_blocking(&q, &k, &v, &opts)?;
         ts.push(t.elapsed().as_secs_f64());
     }
-    Ok(median(&mut ts))
+    Ok(bench::timer::stats(&ts).0)
 }
 
 fn main_job(ctx: &Context, variant: Variant) -> ExitCode {

@@ -53,6 +53,20 @@ pub fn ctx() -> &'static Context {
     })
 }
 
+/// Every (variant, subgroups) configuration a test runs: each variant in its workgroup-memory
+/// form, and the fused variant in its subgroup form too where the adapter has a fixed subgroup
+/// size (lavapipe's is 8).
+pub fn configs() -> Vec<(Variant, Option<bool>)> {
+    let mut c: Vec<(Variant, Option<bool>)> = Variant::CONCRETE
+        .iter()
+        .map(|&v| (v, Some(false)))
+        .collect();
+    if subgroups_available() {
+        c.push((Variant::Fused, Some(true)));
+    }
+    c
+}
+
 /// Whether the adapter can run the subgroup form of the fused kernel.
 pub fn subgroups_available() -> bool {
     let c = ctx();
@@ -77,16 +91,7 @@ pub fn check_with(
     sample: Option<usize>,
 ) -> Vec<Report> {
     let mut reports = Vec::new();
-    // The fused variant runs in both forms (workgroup memory, and subgroups where the adapter
-    // has a fixed subgroup size; lavapipe's is 8).
-    let mut configs: Vec<(Variant, Option<bool>)> = Variant::CONCRETE
-        .iter()
-        .map(|&v| (v, Some(false)))
-        .collect();
-    if subgroups_available() {
-        configs.push((Variant::Fused, Some(true)));
-    }
-    for (v, subgroups) in configs {
+    for (v, subgroups) in configs() {
         let opts = AttentionOptions {
             variant: v,
             return_probs: probs,
