@@ -8,6 +8,9 @@
 //                P = exp(s - lse) for its segment (0 for masked keys) and, for segment 0, the lse.
 // A row with no kept key gets P = 0 and lse = -inf (written as a bit pattern, never computed).
 //
+// The row reduction `reduce_stats` (and the entry points' `Lane` of builtins) comes from
+// reduce_subgroup.wgsl or reduce_workgroup.wgsl, prepended by the host.
+//
 // Specialization constants (header): WG, SEG (a multiple of WG).
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -15,28 +18,13 @@
 @group(0) @binding(2) var<storage, read_write> partials: array<vec2<f32>>;
 @group(0) @binding(3) var<storage, read_write> lse: array<u32>;
 
-var<workgroup> red: array<vec2<f32>, WG>;
-
-fn reduce_workgroup(x: vec2<f32>, li: u32) -> vec2<f32> {
-    red[li] = x;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (li < stride) {
-            red[li] = merge_stats(red[li], red[li + stride]);
-        }
-        workgroupBarrier();
-    }
-    let out = red[0];
-    workgroupBarrier();
-    return out;
-}
-
 @compute @workgroup_size(WG)
 fn stats(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
+    lane: Lane,
 ) {
+    let li = lane.li;
     let r = wid.z * nwg.y + wid.y;
     if (r >= p.nbh * p.rows) {
         return;
@@ -62,7 +50,7 @@ fn stats(
             }
         }
     }
-    let total = reduce_workgroup(st, li);
+    let total = reduce_stats(st, lane);
     if (li == 0u) {
         partials[r * p.nseg + wid.x] = total;
     }
@@ -72,8 +60,9 @@ fn stats(
 fn normalize(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
+    lane: Lane,
 ) {
+    let li = lane.li;
     let r = wid.z * nwg.y + wid.y;
     if (r >= p.nbh * p.rows) {
         return;
@@ -84,7 +73,7 @@ fn normalize(
     for (var g = li; g < p.nseg; g += WG) {
         st = merge_stats(st, partials[r * p.nseg + g]);
     }
-    let total = reduce_workgroup(st, li);
+    let total = reduce_stats(st, lane);
     let any_key = total.y > 0.0;
     let row_lse = total.x + log(max(total.y, 1.0));
 

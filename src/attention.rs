@@ -482,7 +482,7 @@ impl Context {
                 v,
                 outputs,
                 &lse,
-                opts.max_scratch_bytes,
+                opts,
                 staged::Mode::Attention,
             ),
             Variant::Fused | Variant::Decode => {
@@ -513,7 +513,7 @@ impl Context {
                         v,
                         outputs,
                         &scratch_lse,
-                        opts.max_scratch_bytes,
+                        opts,
                         staged::Mode::ProbsOnly,
                     )?;
                 }

@@ -12,17 +12,24 @@ use crate::kernels::{
 };
 use crate::tensor::Tensor;
 
-/// The subgroup size the subgroup form of the kernel runs with: where the adapter has SUBGROUP
-/// with one fixed size from 4 to 128 (read from the adapter, never assumed), unless turned off by
-/// `subgroups: Some(false)` or, when that is `None`, `WGPU_ATTENTION_SUBGROUPS=0`.
-pub(crate) fn subgroup_size(ctx: &Context, subgroups: Option<bool>) -> Option<u32> {
+/// Whether kernels may use subgroup operations: the adapter has SUBGROUP and the caller did not
+/// turn them off with `subgroups: Some(false)` or, when that is `None`,
+/// `WGPU_ATTENTION_SUBGROUPS=0` (or `false`).
+pub(crate) fn subgroups_enabled(ctx: &Context, subgroups: Option<bool>) -> bool {
     let wanted = subgroups.unwrap_or_else(|| {
         !std::env::var("WGPU_ATTENTION_SUBGROUPS").is_ok_and(|v| v == "0" || v == "false")
     });
+    wanted && ctx.features().contains(wgpu::Features::SUBGROUP)
+}
+
+/// The subgroup size the subgroup form of the fused kernel runs with: where subgroups are enabled
+/// and the adapter reports one fixed size from 4 to 128 (read from the adapter, never assumed).
+/// The fused kernel's literal-lane broadcasts need the size at compile time; the softmax
+/// reductions do not, and run on any size.
+pub(crate) fn subgroup_size(ctx: &Context, subgroups: Option<bool>) -> Option<u32> {
     let info = ctx.adapter_info();
     let fixed = info.subgroup_min_size == info.subgroup_max_size;
-    (wanted
-        && ctx.features().contains(wgpu::Features::SUBGROUP)
+    (subgroups_enabled(ctx, subgroups)
         && fixed
         && (4..=128).contains(&info.subgroup_min_size)
         && info.subgroup_min_size.is_power_of_two())

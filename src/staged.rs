@@ -10,10 +10,12 @@
 use crate::attention::{AttentionOutput, Problem};
 use crate::context::Context;
 use crate::error::Result;
+use crate::fused;
 use crate::kernels::{
     self, bind_group, mask_and_lengths, params_binding, params_buffer, pv, qk, softmax,
     storage_binding, Params, FLAG_ACCUMULATE, FLAG_FINALIZE,
 };
+use crate::options::AttentionOptions;
 use crate::tensor::Tensor;
 
 /// A contiguous block of score rows: heads `bh0 .. bh0 + nbh`, rows `i0 .. i0 + rows` of each.
@@ -128,9 +130,10 @@ pub(crate) fn record(
     v: &Tensor,
     outputs: &AttentionOutput,
     lse: &Tensor,
-    max_scratch_bytes: Option<u64>,
+    opts: &AttentionOptions,
     mode: Mode,
 ) -> Result<()> {
+    let max_scratch_bytes = opts.max_scratch_bytes;
     let s = prob.shape;
     let limits = ctx.limits();
     let max_binding = limits.max_storage_buffer_binding_size;
@@ -139,8 +142,9 @@ pub(crate) fn record(
     let pv_tile = qk_tile;
 
     let qk_k = ctx.kernel(&qk::SOURCE, qk::key(qk_tile))?;
-    let stats_k = ctx.kernel(&softmax::STATS, softmax::key(&softmax::STATS))?;
-    let norm_k = ctx.kernel(&softmax::NORMALIZE, softmax::key(&softmax::NORMALIZE))?;
+    let (stats_src, norm_src) = softmax::sources(fused::subgroups_enabled(ctx, opts.subgroups));
+    let stats_k = ctx.kernel(stats_src, softmax::key(stats_src))?;
+    let norm_k = ctx.kernel(norm_src, softmax::key(norm_src))?;
     let pv_k = ctx.kernel(&pv::SOURCE, pv::key(pv_tile))?;
 
     // Score buffer: the caller's P itself when it fits the budget, else a scratch buffer per chunk.

@@ -179,6 +179,14 @@ pub fn all_sources() -> Vec<(String, String)> {
         (&pv::SOURCE, pv::key(SHORT_Q_TILE)),
         (&softmax::STATS, softmax::key(&softmax::STATS)),
         (&softmax::NORMALIZE, softmax::key(&softmax::NORMALIZE)),
+        (
+            &softmax::STATS_SUBGROUP,
+            softmax::key(&softmax::STATS_SUBGROUP),
+        ),
+        (
+            &softmax::NORMALIZE_SUBGROUP,
+            softmax::key(&softmax::NORMALIZE_SUBGROUP),
+        ),
         (&flash::SOURCE, flash::key(flash::spec(64, 64))),
         (&flash::SOURCE, flash::key(flash::spec(3, 130))),
         (&flash::SOURCE, flash::key(flash::spec(256, 256))),

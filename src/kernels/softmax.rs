@@ -10,21 +10,44 @@ const BINDINGS: &[Binding] = &[
     Binding::ReadWrite, // lse (bit patterns, so -inf is written, never computed)
 ];
 
-pub(crate) const STATS: KernelSource = KernelSource {
-    enable: "",
-    name: "softmax_stats",
-    source: include_str!("../../shaders/softmax.wgsl"),
-    entry: "stats",
-    bindings: BINDINGS,
-};
+macro_rules! softmax_source {
+    ($name:literal, $entry:literal, $reduce:literal) => {
+        KernelSource {
+            enable: "",
+            name: $name,
+            source: concat!(
+                include_str!(concat!("../../shaders/", $reduce)),
+                "\n",
+                include_str!("../../shaders/softmax.wgsl")
+            ),
+            entry: $entry,
+            bindings: BINDINGS,
+        }
+    };
+}
 
-pub(crate) const NORMALIZE: KernelSource = KernelSource {
-    enable: "",
-    name: "softmax_normalize",
-    source: include_str!("../../shaders/softmax.wgsl"),
-    entry: "normalize",
-    bindings: BINDINGS,
-};
+// Row reductions through workgroup memory (the fallback) or subgroup operations.
+pub(crate) const STATS: KernelSource =
+    softmax_source!("softmax_stats", "stats", "reduce_workgroup.wgsl");
+pub(crate) const NORMALIZE: KernelSource =
+    softmax_source!("softmax_normalize", "normalize", "reduce_workgroup.wgsl");
+pub(crate) const STATS_SUBGROUP: KernelSource =
+    softmax_source!("softmax_stats_subgroup", "stats", "reduce_subgroup.wgsl");
+pub(crate) const NORMALIZE_SUBGROUP: KernelSource = softmax_source!(
+    "softmax_normalize_subgroup",
+    "normalize",
+    "reduce_subgroup.wgsl"
+);
+
+/// The (stats, normalize) pair: the subgroup form when `subgroups` (the adapter has SUBGROUP and
+/// the caller did not turn it off).
+pub(crate) fn sources(subgroups: bool) -> (&'static KernelSource, &'static KernelSource) {
+    if subgroups {
+        (&STATS_SUBGROUP, &NORMALIZE_SUBGROUP)
+    } else {
+        (&STATS, &NORMALIZE)
+    }
+}
 
 /// Invocations per workgroup (one row segment each). Measured on lavapipe at 1×8×512×64 and
 /// 1×8×1024×64 (both softmax kernels together): 256 invocations / 4096-key segments took about

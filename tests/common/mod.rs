@@ -54,13 +54,16 @@ pub fn ctx() -> &'static Context {
 }
 
 /// Every (variant, subgroups) configuration a test runs: each variant in its workgroup-memory
-/// form, and the fused variant in its subgroup form too where the adapter has a fixed subgroup
-/// size (lavapipe's is 8).
+/// form; where the adapter has SUBGROUP, the staged variant with subgroup row reductions; and
+/// where its subgroup size is also fixed (lavapipe's is 8), the fused variant's subgroup form.
 pub fn configs() -> Vec<(Variant, Option<bool>)> {
     let mut c: Vec<(Variant, Option<bool>)> = Variant::CONCRETE
         .iter()
         .map(|&v| (v, Some(false)))
         .collect();
+    if ctx().features().contains(wgpu::Features::SUBGROUP) {
+        c.push((Variant::Staged, Some(true)));
+    }
     if subgroups_available() {
         c.push((Variant::Fused, Some(true)));
     }
