@@ -4,7 +4,7 @@ use crate::context::Context;
 use crate::error::{Error, Result, TensorRole};
 use crate::options::{AttentionOptions, Causal, MaskKind, Variant};
 use crate::tensor::Tensor;
-use crate::{decode, fused, staged};
+use crate::{decode, fused, known_issues, staged};
 
 /// Sizes of one attention problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -380,18 +380,24 @@ fn check_output(t: &Tensor, role: TensorRole, expected: &[usize]) -> Result<()> 
 /// The variant the automatic choice takes for a shape on this adapter: decode for at most 16
 /// queries against at least 1,024 keys, the fused kernel wherever it is specialised (head and
 /// value dims up to 256), the staged path beyond.
+/// The variant a call runs: the caller's, or for `Auto` the adapter's choice by shape. Decode for
+/// few queries against many keys, fused where its kernel is specialised, else staged; thresholds
+/// from the adapter's tuning row, and never a variant the known-issue table marks on the adapter
+/// (staged is the last resort even then, since something must run).
 pub(crate) fn choose_variant(ctx: &Context, requested: Variant, shape: &Shape) -> Variant {
-    match requested {
-        Variant::Auto
-            if shape.q_len <= decode::MAX_AUTO_Q_LEN
-                && shape.kv_len >= 1024
-                && decode::unsupported(ctx, shape).is_none() =>
-        {
-            Variant::Decode
-        }
-        Variant::Auto if fused::supports(shape) => Variant::Fused,
-        Variant::Auto => Variant::Staged,
-        v => v,
+    if requested != Variant::Auto {
+        return requested;
+    }
+    let t = ctx.tuning().0;
+    let ok = |v| !known_issues::avoid(ctx.known_issues(), ctx.adapter_info(), v);
+    let decode_shape =
+        shape.q_len <= t.decode_max_q_len as usize && shape.kv_len >= t.decode_min_kv_len as usize;
+    if decode_shape && decode::unsupported(ctx, shape).is_none() && ok(Variant::Decode) {
+        Variant::Decode
+    } else if fused::supports(shape) && ok(Variant::Fused) {
+        Variant::Fused
+    } else {
+        Variant::Staged
     }
 }
 

@@ -1,5 +1,7 @@
 //! The GPU context: adapter choice, device, loss tracking, error capture and the pipeline cache.
 
+use crate::known_issues::KnownIssue;
+use crate::tuning::Tuning;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,12 @@ pub struct ContextOptions {
     pub adapter_name: Option<String>,
     /// High performance by default: a discrete GPU before an integrated one before a CPU driver.
     pub power_preference: wgpu::PowerPreference,
+    /// Tile sizes and choice thresholds; `None` takes the adapter's row of
+    /// [`tuning::TABLE`](crate::tuning::TABLE).
+    pub tuning: Option<Tuning>,
+    /// Known driver issues to honour besides [`known_issues::TABLE`](crate::known_issues::TABLE)
+    /// (consulted first): the automatic choice avoids the variants they name.
+    pub known_issues: Vec<KnownIssue>,
 }
 
 impl Default for ContextOptions {
@@ -26,6 +34,8 @@ impl Default for ContextOptions {
             backends: None,
             adapter_name: None,
             power_preference: wgpu::PowerPreference::HighPerformance,
+            tuning: None,
+            known_issues: Vec::new(),
         }
     }
 }
@@ -73,6 +83,9 @@ struct Inner {
     lost: Arc<Mutex<Option<String>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Kernel>>>,
     compiled: AtomicUsize,
+    tuning: Tuning,
+    tuning_source: &'static str,
+    known_issues: Vec<KnownIssue>,
     /// A small buffer bound in place of an absent optional input (mask, key lengths).
     dummy: wgpu::Buffer,
 }
@@ -154,7 +167,18 @@ impl Context {
                 seen: seen.join(", "),
             });
         };
-        Self::open(&adapter).await
+        let mut ctx = Self::open(&adapter).await?;
+        // A context just opened has no other handle, so this always applies.
+        if let Some(inner) = Arc::get_mut(&mut ctx.inner) {
+            if let Some(t) = options.tuning {
+                inner.tuning = t;
+                inner.tuning_source = "caller";
+            }
+            let mut issues = options.known_issues;
+            issues.append(&mut inner.known_issues);
+            inner.known_issues = issues;
+        }
+        Ok(ctx)
     }
 
     /// Blocking form of [`Context::new`].
@@ -217,8 +241,12 @@ impl Context {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        let (tuning, tuning_source) = crate::tuning::for_adapter(&info);
         Context {
             inner: Arc::new(Inner {
+                tuning,
+                tuning_source,
+                known_issues: crate::known_issues::TABLE.to_vec(),
                 features: device.features(),
                 limits: device.limits(),
                 device,
@@ -248,6 +276,15 @@ impl Context {
     /// Limits of the device (the adapter's own for a context made by [`Context::new`]).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.inner.limits
+    }
+    /// Tile sizes and thresholds in use, and where they come from (a table row's source, or
+    /// "caller").
+    pub fn tuning(&self) -> (&Tuning, &'static str) {
+        (&self.inner.tuning, self.inner.tuning_source)
+    }
+    /// Known issues in force on this context: the caller's, then the built-in table's.
+    pub fn known_issues(&self) -> &[KnownIssue] {
+        &self.inner.known_issues
     }
     /// Number of pipelines compiled so far; a repeated call with the same specialization adds none.
     pub fn pipelines_compiled(&self) -> usize {

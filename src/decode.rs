@@ -12,11 +12,8 @@ use crate::fused::flash_bind_group;
 use crate::kernels::{bind_group, flash, merge, params_binding, params_buffer, storage_binding};
 use crate::tensor::Tensor;
 
-/// Longest query block the automatic choice sends to the decode path.
-pub(crate) const MAX_AUTO_Q_LEN: usize = 16;
-
-fn splits(s: &Shape) -> (usize, usize) {
-    let spec = flash::decode_spec(s.head_dim, s.value_dim);
+fn splits(ctx: &Context, s: &Shape) -> (usize, usize) {
+    let spec = flash::decode_spec(ctx.tuning().0, s.head_dim, s.value_dim);
     let per_split = flash::keys_per_dispatch(spec);
     (per_split, s.kv_len.div_ceil(per_split))
 }
@@ -31,7 +28,7 @@ pub(crate) fn unsupported(ctx: &Context, s: &Shape) -> Option<String> {
             flash::MAX_DIM
         ));
     }
-    let (_, n) = splits(s);
+    let (_, n) = splits(ctx, s);
     if n > merge::MAX_SPLITS {
         return Some(format!(
             "kv_len {} needs {n} key splits, more than the merge handles ({})",
@@ -73,10 +70,10 @@ pub(crate) fn record(
             reason,
         });
     }
-    let spec = flash::decode_spec(s.head_dim, s.value_dim);
+    let spec = flash::decode_spec(ctx.tuning().0, s.head_dim, s.value_dim);
     let split_kernel = ctx.kernel(&flash::SOURCE, flash::key(spec))?;
     let merge_kernel = ctx.kernel(&merge::SOURCE, merge::key())?;
-    let (per_split, nsplit) = splits(&s);
+    let (per_split, nsplit) = splits(ctx, &s);
     let rows = s.batch * s.q_heads * s.q_len;
 
     let mut p = prob.params();

@@ -92,7 +92,7 @@ pub(crate) fn record(
     subgroups: Option<bool>,
 ) -> Result<()> {
     let s = prob.shape;
-    let spec = flash::spec(s.head_dim, s.value_dim);
+    let spec = flash::spec(ctx.tuning().0, s.head_dim, s.value_dim);
     let sg = subgroup_size(ctx, subgroups);
     let kernel = match sg {
         Some(sg) => ctx.kernel(&flash::SUBGROUP_SOURCE, flash::subgroup_key(spec, sg, 1))?,

@@ -10,10 +10,12 @@ mod decode;
 mod error;
 mod fused;
 pub mod kernels;
+pub mod known_issues;
 mod options;
 pub mod reference;
 mod staged;
 mod tensor;
+pub mod tuning;
 
 pub use attention::{AttentionOutput, Shape};
 pub use context::{Context, ContextOptions, OPTIONAL_FEATURES};

@@ -138,7 +138,7 @@ pub(crate) fn record(
     let limits = ctx.limits();
     let max_binding = limits.max_storage_buffer_binding_size;
     let max_wg = limits.max_compute_workgroups_per_dimension as usize;
-    let qk_tile = kernels::tile_for(s.q_len);
+    let qk_tile = kernels::tile_for(ctx.tuning().0, s.q_len);
     let pv_tile = qk_tile;
 
     let qk_k = ctx.kernel(&qk::SOURCE, qk::key(qk_tile))?;

@@ -502,3 +502,88 @@ fn variant_is_reported_and_auto_resolves() {
         assert_eq!(out.variant, v);
     }
 }
+
+/// The automatic choice honours the known-issue table: with a row marking the fused variant on
+/// every adapter, prefill shapes go to staged and decode shapes still to decode; forcing fused
+/// still runs it (the table guides `auto`, it does not forbid).
+#[test]
+fn auto_choice_avoids_variants_in_the_known_issue_table() {
+    use wgpu_attention::known_issues::{Action, KnownIssue};
+    use wgpu_attention::tuning::AdapterPattern;
+    let backend = common::expected_backend();
+    let c = Context::new_blocking(ContextOptions {
+        backends: Some(wgpu::Backends::from(backend)),
+        known_issues: vec![KnownIssue {
+            adapter: AdapterPattern::ANY,
+            variant: Some(Variant::Fused),
+            subgroups: None,
+            action: Action::ExpectFail,
+            reason: "test row",
+            link: "tests/api.rs",
+        }],
+        ..Default::default()
+    })
+    .unwrap();
+    let prefill = Tensor::from_data(&c, &[1, 2, 8, 4], &[0.5; 64]).unwrap();
+    let out = c
+        .attention_blocking(&prefill, &prefill, &prefill, &Default::default())
+        .unwrap();
+    assert_eq!(out.variant, Variant::Staged);
+    // Without the row, the same call goes to fused.
+    let (q0, k0) = (t(&[1, 2, 8, 4]), t(&[1, 2, 8, 4]));
+    let plain = run(&q0, &k0, &k0, &Default::default()).unwrap();
+    assert_eq!(plain.variant, Variant::Fused);
+    let q = Tensor::from_data(&c, &[1, 2, 1, 4], &[0.5; 8]).unwrap();
+    let kv = Tensor::from_data(&c, &[1, 2, 2048, 4], &vec![0.5; 2 * 2048 * 4]).unwrap();
+    let out = c
+        .attention_blocking(&q, &kv, &kv, &Default::default())
+        .unwrap();
+    assert_eq!(out.variant, Variant::Decode);
+    let forced = AttentionOptions::default().variant(Variant::Fused);
+    assert_eq!(
+        c.attention_blocking(&prefill, &prefill, &prefill, &forced)
+            .unwrap()
+            .variant,
+        Variant::Fused
+    );
+}
+
+/// A caller's tuning replaces the adapter's row, and its values reach the kernels: a different
+/// staged tile and fused tile still give correct results, and a decode threshold above the key
+/// length sends a decode-sized call to fused.
+#[test]
+fn callers_tuning_is_used_and_results_stay_correct() {
+    use wgpu_attention::kernels::Tile;
+    use wgpu_attention::tuning::Tuning;
+    let tuning = Tuning {
+        staged_tile: Tile {
+            tm: 32,
+            tn: 32,
+            tk: 8,
+        },
+        fused_rows: 32,
+        fused_tile_bytes: 8 * 1024,
+        decode_max_q_len: 16,
+        decode_min_kv_len: 1 << 20,
+    };
+    let c = Context::new_blocking(ContextOptions {
+        backends: Some(wgpu::Backends::from(common::expected_backend())),
+        tuning: Some(tuning),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(c.tuning(), (&tuning, "caller"));
+    for (s, variant) in [
+        (shape(1, 2, 1, 37, 70, 24, 24), Variant::Staged),
+        (shape(1, 2, 1, 37, 70, 24, 24), Variant::Fused),
+        (shape(1, 4, 2, 1, 2048, 16, 16), Variant::Auto),
+    ] {
+        let case = Case::random("tuned", s, 5);
+        let opts = AttentionOptions::default().variant(variant);
+        let report = check::verify_blocking(&c, &case, &opts, None, Tolerance::FLOAT32).unwrap();
+        if variant == Variant::Auto {
+            assert_eq!(report.variant, "fused", "threshold above kv_len");
+        }
+        assert!(report.passed, "{report:?}");
+    }
+}

@@ -8,3 +8,4 @@ pub mod peak;
 pub mod plot;
 pub mod sweep;
 pub mod timer;
+pub mod tune;

@@ -25,6 +25,8 @@ pub struct Config {
     pub shape: Shape,
     pub causal: Causal,
     pub variant: Variant,
+    /// Subgroup forms (`None`: the library's default, see `AttentionOptions::subgroups`).
+    pub subgroups: Option<bool>,
 }
 
 /// One measured row.
@@ -90,6 +92,7 @@ pub fn run(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<
     let case = Case::random("sweep", s, seed).with_causal(cfg.causal);
     let (q, k, v, mut opts) = case.upload(ctx)?;
     opts.variant = cfg.variant;
+    opts.subgroups = cfg.subgroups;
     opts.return_lse = true;
     let outputs = AttentionOutput {
         out: Tensor::filled(ctx, &s.out(), f32::NAN)?,

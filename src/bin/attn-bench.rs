@@ -68,6 +68,16 @@ enum Cmd {
         #[arg(long, default_value = "fused")]
         variant: Variant,
     },
+    /// Short autotune of the tile sizes and the decode threshold on this adapter: prints every
+    /// trial and the row to add to the tuning table (src/tuning.rs).
+    Tune {
+        /// Shorter sequences (about a minute on lavapipe).
+        #[arg(long)]
+        quick: bool,
+        /// Write the trials and the row as JSON.
+        #[arg(long)]
+        json: Option<String>,
+    },
     /// Measure the adapter's ceilings: f32 (and f16) FMA throughput, copy bandwidth.
     Peak {
         /// Write the figures as JSON.
@@ -639,6 +649,7 @@ fn cmd_sweep(ctx: &Context, a: &SweepArgs) -> ExitCode {
                 shape.kv_len, shape.head_dim
             ));
             let cfg = bench::sweep::Config {
+                subgroups: None,
                 shape: *shape,
                 causal: *causal,
                 variant,
@@ -685,6 +696,50 @@ fn cmd_sweep(ctx: &Context, a: &SweepArgs) -> ExitCode {
     }
 }
 
+fn cmd_tune(cli: &Cli, ctx: &Context, quick: bool, json: Option<&str>) -> ExitCode {
+    let (start, source) = ctx.tuning();
+    println!("adapter: {}", ctx.adapter_info().name);
+    println!("starting from: {start:?} ({source})\n");
+    let base = ContextOptions {
+        adapter_name: Some(
+            cli.adapter
+                .clone()
+                .unwrap_or_else(|| ctx.adapter_info().name.clone()),
+        ),
+        backends: Some(wgpu::Backends::from(ctx.adapter_info().backend)),
+        ..Default::default()
+    };
+    let r = bench::tune::run(&base, *start, &ctx.adapter_info().name, quick);
+    println!(
+        "{:<18} {:>10} {:<22} {:<8} {:>10}  error",
+        "field", "value", "shape", "variant", "median ms"
+    );
+    for t in &r.trials {
+        println!(
+            "{:<18} {:>10} {:<22} {:<8} {:>10}  {}",
+            t.field,
+            t.value,
+            t.shape,
+            t.variant,
+            t.median_ms
+                .map(|m| format!("{m:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            t.error.as_deref().unwrap_or("")
+        );
+    }
+    println!(
+        "\nchosen: {:?}\nrow for src/tuning.rs:\n{}",
+        r.tuning, r.row
+    );
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&r).unwrap_or_default();
+        if !write_file(path, &text) {
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let ctx = match context(&cli) {
@@ -703,6 +758,7 @@ fn main() -> ExitCode {
         Some(Cmd::Check { files, variant }) => cmd_check(&ctx, *variant, files),
         Some(Cmd::Sweep(args)) => cmd_sweep(&ctx, args),
         Some(Cmd::Peak { json }) => cmd_peak(&ctx, json.as_deref()),
+        Some(Cmd::Tune { quick, json }) => cmd_tune(&cli, &ctx, *quick, json.as_deref()),
         Some(Cmd::Memory {
             batch,
             heads,

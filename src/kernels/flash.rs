@@ -3,6 +3,7 @@
 
 use super::KernelSource;
 use crate::context::{Binding, PipelineKey};
+use crate::tuning::Tuning;
 
 pub(crate) const SOURCE: KernelSource = KernelSource {
     enable: "",
@@ -56,15 +57,16 @@ pub(crate) fn padded_dim(d: usize) -> u32 {
     }
 }
 
-pub(crate) fn spec(head_dim: usize, value_dim: usize) -> Spec {
+pub(crate) fn spec(t: &Tuning, head_dim: usize, value_dim: usize) -> Spec {
     let (dk, dv) = (padded_dim(head_dim), padded_dim(value_dim));
-    // K and V tiles together take at most 16 KiB of workgroup memory (half the WebGPU minimum,
-    // so two workgroups can share a compute unit's 32 KiB): 32 keys at dims 64, 16 at 128, 8 at 256.
-    let bk = (4096 / (dk + dv)).clamp(4, 32);
+    // K and V tiles together take at most `fused_tile_bytes` of workgroup memory. The default
+    // 16 KiB (half the WebGPU minimum, so two workgroups can share a compute unit's 32 KiB) gives
+    // 32 keys at dims 64, 16 at 128, 8 at 256.
+    let bk = (t.fused_tile_bytes / 4 / (dk + dv)).clamp(4, 32);
     let bk = 1 << (31 - bk.leading_zeros());
     Spec {
         decode: 0,
-        bq: 64,
+        bq: t.fused_rows,
         bk,
         dk,
         dv,
@@ -72,11 +74,11 @@ pub(crate) fn spec(head_dim: usize, value_dim: usize) -> Spec {
 }
 
 /// The decode form: 16 rows per workgroup (a query-head group of a few queries), same tiles.
-pub(crate) fn decode_spec(head_dim: usize, value_dim: usize) -> Spec {
+pub(crate) fn decode_spec(t: &Tuning, head_dim: usize, value_dim: usize) -> Spec {
     Spec {
         decode: 1,
         bq: 16,
-        ..spec(head_dim, value_dim)
+        ..spec(t, head_dim, value_dim)
     }
 }
 

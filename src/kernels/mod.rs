@@ -172,6 +172,7 @@ impl KernelSource {
 /// Every kernel source with a representative specialization, for tests that translate them all.
 pub fn all_sources() -> Vec<(String, String)> {
     let mut v = Vec::new();
+    let t = &crate::tuning::Tuning::default();
     for (src, key) in [
         (&qk::SOURCE, qk::key(DEFAULT_TILE)),
         (&qk::SOURCE, qk::key(SHORT_Q_TILE)),
@@ -187,18 +188,18 @@ pub fn all_sources() -> Vec<(String, String)> {
             &softmax::NORMALIZE_SUBGROUP,
             softmax::key(&softmax::NORMALIZE_SUBGROUP),
         ),
-        (&flash::SOURCE, flash::key(flash::spec(64, 64))),
-        (&flash::SOURCE, flash::key(flash::spec(3, 130))),
-        (&flash::SOURCE, flash::key(flash::spec(256, 256))),
-        (&flash::SOURCE, flash::key(flash::decode_spec(128, 128))),
+        (&flash::SOURCE, flash::key(flash::spec(t, 64, 64))),
+        (&flash::SOURCE, flash::key(flash::spec(t, 3, 130))),
+        (&flash::SOURCE, flash::key(flash::spec(t, 256, 256))),
+        (&flash::SOURCE, flash::key(flash::decode_spec(t, 128, 128))),
         (&merge::SOURCE, merge::key()),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(flash::spec(64, 64), 8, 1),
+            flash::subgroup_key(flash::spec(t, 64, 64), 8, 1),
         ),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(flash::spec(3, 130), 32, 1),
+            flash::subgroup_key(flash::spec(t, 3, 130), 32, 1),
         ),
         (&peak::FMA_F32, peak::key(&peak::FMA_F32)),
         (&peak::FMA_F16, peak::key(&peak::FMA_F16)),
@@ -227,11 +228,11 @@ pub(crate) const SHORT_Q_TILE: Tile = Tile {
 };
 
 /// The tile of the matrix-product kernels for a problem: the single place where it is chosen.
-pub(crate) fn tile_for(q_len: usize) -> Tile {
+pub(crate) fn tile_for(t: &crate::tuning::Tuning, q_len: usize) -> Tile {
     if q_len <= SHORT_Q_TILE.tm as usize {
         SHORT_Q_TILE
     } else {
-        DEFAULT_TILE
+        t.staged_tile
     }
 }
 

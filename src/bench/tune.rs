@@ -1,0 +1,257 @@
+//! A short autotune: times the candidate values of each [`Tuning`] field on the adapter at hand
+//! and returns the row to add to [`tuning::TABLE`](crate::tuning::TABLE).
+//!
+//! One field at a time, the others at the adapter's current row. Every candidate runs in its own
+//! context (tunings are fixed per context), is checked against the f64 reference before it is
+//! timed, and the candidates of one field are timed in interleaved rounds, so that a slow spell
+//! of a noisy machine falls on all of them alike. A candidate that fails its check or errors
+//! (e.g. more workgroup memory than the adapter has) is reported and never chosen.
+
+use serde::Serialize;
+
+use super::sweep::{self, Config, Settings};
+use super::timer::{stats, Timer};
+use crate::attention::Shape;
+use crate::context::{Context, ContextOptions};
+use crate::kernels::Tile;
+use crate::options::{Causal, Variant};
+use crate::tuning::Tuning;
+
+/// One timed candidate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trial {
+    pub field: &'static str,
+    pub value: String,
+    pub shape: String,
+    pub variant: String,
+    /// Median over rounds, milliseconds; `None` when the candidate failed.
+    pub median_ms: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// The autotune's result: every trial and the tuning it picks.
+#[derive(Debug, Clone, Serialize)]
+pub struct TuneResult {
+    pub adapter: String,
+    pub trials: Vec<Trial>,
+    #[serde(skip)]
+    pub tuning: Tuning,
+    pub row: String,
+}
+
+struct Candidate {
+    value: String,
+    tuning: Tuning,
+    cfg: Config,
+}
+
+/// Times candidates in `rounds` interleaved rounds; returns the median of each (None: failed).
+fn time_candidates(
+    base: &ContextOptions,
+    cands: &[Candidate],
+    rounds: usize,
+) -> Vec<(Option<f64>, Option<String>)> {
+    let set = Settings {
+        warmup: 1,
+        reps: 1,
+        sample_rows: 8,
+        cpu: false,
+        peak: None,
+        #[cfg(feature = "burn")]
+        burn: None,
+    };
+    let mut ctxs: Vec<Result<(Context, Timer), String>> = cands
+        .iter()
+        .map(|c| {
+            let ctx = Context::new_blocking(ContextOptions {
+                tuning: Some(c.tuning),
+                ..base.clone()
+            })
+            .map_err(|e| e.to_string())?;
+            let timer = Timer::new(&ctx).map_err(|e| e.to_string())?;
+            Ok((ctx, timer))
+        })
+        .collect();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); cands.len()];
+    for _ in 0..rounds.max(1) {
+        for (n, c) in cands.iter().enumerate() {
+            let Ok((ctx, timer)) = &ctxs[n] else { continue };
+            match sweep::run(ctx, timer, c.cfg, &set) {
+                Ok(row) if row.check_passed => times[n].push(row.median_ms),
+                Ok(row) => {
+                    ctxs[n] = Err(format!(
+                        "check failed (max abs err {:.2e})",
+                        row.max_abs_err
+                    ))
+                }
+                Err(e) => ctxs[n] = Err(e.to_string()),
+            }
+        }
+    }
+    ctxs.iter()
+        .zip(&times)
+        .map(|(c, t)| match c {
+            Err(e) => (None, Some(e.clone())),
+            Ok(_) => (Some(stats(t).0), None),
+        })
+        .collect()
+}
+
+fn shape_name(s: &Shape) -> String {
+    format!(
+        "{}x{}/{}x{}x{}x{}",
+        s.batch, s.q_heads, s.kv_heads, s.q_len, s.kv_len, s.head_dim
+    )
+}
+
+/// Runs the autotune. `quick` uses shorter sequences (about a minute on lavapipe).
+pub fn run(base: &ContextOptions, start: Tuning, adapter: &str, quick: bool) -> TuneResult {
+    let rounds = 3;
+    let l = if quick { 512 } else { 1024 };
+    let prefill = Shape::new(1, 8, 8, l, l, 64, 64);
+    // The workgroup-memory form throughout: the tuned fields are its tiles (the fused subgroup
+    // form's tile is the subgroup size).
+    let cfg = |shape, variant| Config {
+        shape,
+        causal: Causal::None,
+        variant,
+        subgroups: Some(false),
+    };
+    let mut best = start;
+    let mut trials = Vec::new();
+    let mut pick = |field: &'static str,
+                    cands: Vec<Candidate>,
+                    best: &mut Tuning,
+                    apply: &dyn Fn(&mut Tuning, &Tuning)| {
+        let res = time_candidates(base, &cands, rounds);
+        let mut winner: Option<(f64, usize)> = None;
+        for (n, (c, (ms, err))) in cands.iter().zip(res).enumerate() {
+            if let Some(ms) = ms {
+                if winner.is_none_or(|(w, _)| ms < w) {
+                    winner = Some((ms, n));
+                }
+            }
+            trials.push(Trial {
+                field,
+                value: c.value.clone(),
+                shape: shape_name(&c.cfg.shape),
+                variant: c.cfg.variant.to_string(),
+                median_ms: ms,
+                error: err,
+            });
+        }
+        if let Some((_, n)) = winner {
+            apply(best, &cands[n].tuning);
+        }
+    };
+
+    // Staged tile (QKᵀ and PV).
+    let tiles = [(64, 64, 16), (64, 64, 8), (32, 32, 16), (64, 32, 16)];
+    let cands = tiles
+        .iter()
+        .map(|&(tm, tn, tk)| Candidate {
+            value: format!("{tm}x{tn}x{tk}"),
+            tuning: Tuning {
+                staged_tile: Tile { tm, tn, tk },
+                ..best
+            },
+            cfg: cfg(prefill, Variant::Staged),
+        })
+        .collect();
+    pick("staged_tile", cands, &mut best, &|b, t| {
+        b.staged_tile = t.staged_tile
+    });
+
+    // Fused kernel, workgroup-memory form: rows per workgroup, then tile bytes.
+    let cands = [32u32, 64, 128]
+        .iter()
+        .map(|&r| Candidate {
+            value: r.to_string(),
+            tuning: Tuning {
+                fused_rows: r,
+                ..best
+            },
+            cfg: cfg(prefill, Variant::Fused),
+        })
+        .collect();
+    pick("fused_rows", cands, &mut best, &|b, t| {
+        b.fused_rows = t.fused_rows
+    });
+    let cands = [8u32, 16, 32]
+        .iter()
+        .map(|&kib| Candidate {
+            value: format!("{}", kib * 1024),
+            tuning: Tuning {
+                fused_tile_bytes: kib * 1024,
+                ..best
+            },
+            cfg: cfg(prefill, Variant::Fused),
+        })
+        .collect();
+    pick("fused_tile_bytes", cands, &mut best, &|b, t| {
+        b.fused_tile_bytes = t.fused_tile_bytes
+    });
+
+    // Decode threshold: decode against fused at one query, Hq=32 Hkv=8 D=128. The threshold is
+    // the shortest key length from which decode won at every longer length tried.
+    let lens: &[usize] = if quick {
+        &[256, 1024, 4096]
+    } else {
+        &[256, 512, 1024, 2048, 4096, 8192]
+    };
+    let mut decode_wins = Vec::new();
+    for &lk in lens {
+        let s = Shape::new(1, 32, 8, 1, lk, 128, 128);
+        let cands: Vec<Candidate> = [Variant::Decode, Variant::Fused]
+            .iter()
+            .map(|&v| Candidate {
+                value: format!("kv_len {lk}"),
+                tuning: best,
+                // Fused as `auto` would run it (its subgroup form where the adapter has one).
+                cfg: Config {
+                    subgroups: None,
+                    ..cfg(s, v)
+                },
+            })
+            .collect();
+        let res = time_candidates(base, &cands, rounds);
+        let wins = matches!((res[0].0, res[1].0), (Some(d), Some(f)) if d < f);
+        decode_wins.push((lk, wins));
+        for (c, (ms, err)) in cands.iter().zip(res) {
+            trials.push(Trial {
+                field: "decode_min_kv_len",
+                value: c.value.clone(),
+                shape: shape_name(&c.cfg.shape),
+                variant: c.cfg.variant.to_string(),
+                median_ms: ms,
+                error: err,
+            });
+        }
+    }
+    let threshold = decode_wins
+        .iter()
+        .rev()
+        .take_while(|(_, w)| *w)
+        .last()
+        .map(|(lk, _)| *lk as u32);
+    // Decode never winning at the lengths tried: keep it for longer sequences than those.
+    best.decode_min_kv_len = threshold.unwrap_or(2 * *lens.last().unwrap_or(&8192) as u32);
+
+    let t = best;
+    let row = format!(
+        "TuningRow {{\n    adapter: AdapterPattern {{ name: {adapter:?}, ..AdapterPattern::ANY }},\n    tuning: Tuning {{\n        staged_tile: Tile {{ tm: {}, tn: {}, tk: {} }},\n        fused_rows: {},\n        fused_tile_bytes: {},\n        decode_max_q_len: {},\n        decode_min_kv_len: {},\n    }},\n    source: \"attn-bench tune\",\n}},",
+        t.staged_tile.tm,
+        t.staged_tile.tn,
+        t.staged_tile.tk,
+        t.fused_rows,
+        t.fused_tile_bytes,
+        t.decode_max_q_len,
+        t.decode_min_kv_len
+    );
+    TuneResult {
+        adapter: adapter.into(),
+        trials,
+        tuning: best,
+        row,
+    }
+}

@@ -1,0 +1,190 @@
+//! Per-adapter tuning: the one place where tile sizes and the automatic kernel choice's
+//! thresholds are chosen. A context takes the first row of [`TABLE`] whose pattern matches its
+//! adapter (the last row matches every adapter), or the caller's own [`Tuning`] through
+//! [`ContextOptions::tuning`](crate::ContextOptions). Every value goes into the kernels'
+//! specialization keys, so a row tuned for one adapter changes no other adapter's kernels.
+//!
+//! `attn-bench tune` times the candidates on the adapter at hand and prints the row to add.
+
+use crate::kernels::Tile;
+
+/// What identifies an adapter in the tuning and known-issue tables. Empty fields match anything;
+/// strings match as case-insensitive substrings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdapterPattern {
+    pub backend: Option<wgpu::Backend>,
+    /// PCI vendor id (0x10de NVIDIA, 0x1002 AMD, 0x8086 Intel, 0x10005 Mesa for llvmpipe).
+    pub vendor: Option<u32>,
+    pub name: &'static str,
+    pub driver: &'static str,
+}
+
+impl AdapterPattern {
+    pub const ANY: AdapterPattern = AdapterPattern {
+        backend: None,
+        vendor: None,
+        name: "",
+        driver: "",
+    };
+
+    pub fn matches(&self, info: &wgpu::AdapterInfo) -> bool {
+        let contains =
+            |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
+        self.backend.is_none_or(|b| b == info.backend)
+            && self.vendor.is_none_or(|v| v == info.vendor)
+            && contains(&info.name, self.name)
+            && contains(
+                &format!("{} {}", info.driver, info.driver_info),
+                self.driver,
+            )
+    }
+}
+
+/// Tile sizes and thresholds of one adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tuning {
+    /// Output tile of the staged path's matrix products (QKᵀ and PV) for more than 4 query rows.
+    /// TM and TN multiples of 4; (TM/4)·(TN/4) invocations per workgroup.
+    pub staged_tile: Tile,
+    /// Fused kernel, workgroup-memory form: query rows per workgroup (one per invocation).
+    pub fused_rows: u32,
+    /// Fused kernel, workgroup-memory form: bytes of workgroup memory for one K tile and one V
+    /// tile together; the keys per tile follow from the head dims (a power of two, 4 to 32).
+    pub fused_tile_bytes: u32,
+    /// Automatic choice: the decode path for at most this many query rows ...
+    pub decode_max_q_len: u32,
+    /// ... and at least this many keys.
+    pub decode_min_kv_len: u32,
+}
+
+impl Default for Tuning {
+    /// The generic row: what measured best on lavapipe, sized to fit WebGPU's minimum limits
+    /// (16 KiB of workgroup memory, 256 invocations per workgroup).
+    fn default() -> Self {
+        Tuning {
+            staged_tile: crate::kernels::DEFAULT_TILE,
+            fused_rows: 64,
+            fused_tile_bytes: 16 * 1024,
+            decode_max_q_len: 16,
+            decode_min_kv_len: 1024,
+        }
+    }
+}
+
+/// One row of the tuning table.
+#[derive(Debug, Clone, Copy)]
+pub struct TuningRow {
+    pub adapter: AdapterPattern,
+    pub tuning: Tuning,
+    /// Where the values come from (a measurement in docs/PERFORMANCE.md, or "default").
+    pub source: &'static str,
+}
+
+/// The table, first match wins. Rows are added from `attn-bench tune` runs on real adapters.
+pub const TABLE: &[TuningRow] = &[
+    TuningRow {
+        adapter: AdapterPattern {
+            backend: Some(wgpu::Backend::Vulkan),
+            vendor: None,
+            name: "llvmpipe",
+            driver: "",
+        },
+        // `attn-bench tune` on this adapter (docs/tune-lavapipe.json): the staged tile and the
+        // decode threshold won clearly; the fused tiles' differences were within this machine's
+        // run-to-run noise (about 15%), and the table keeps what it measured.
+        tuning: Tuning {
+            staged_tile: crate::kernels::DEFAULT_TILE,
+            fused_rows: 128,
+            fused_tile_bytes: 32 * 1024,
+            decode_max_q_len: 16,
+            decode_min_kv_len: 256,
+        },
+        source:
+            "lavapipe: `attn-bench tune` 2026-11-21 (docs/tune-lavapipe.json, docs/PERFORMANCE.md)",
+    },
+    TuningRow {
+        adapter: AdapterPattern::ANY,
+        tuning: Tuning {
+            staged_tile: crate::kernels::DEFAULT_TILE,
+            fused_rows: 64,
+            fused_tile_bytes: 16 * 1024,
+            decode_max_q_len: 16,
+            decode_min_kv_len: 1024,
+        },
+        source: "default",
+    },
+];
+
+/// The first row of `table` matching the adapter.
+pub fn lookup<'a>(table: &'a [TuningRow], info: &wgpu::AdapterInfo) -> Option<&'a TuningRow> {
+    table.iter().find(|r| r.adapter.matches(info))
+}
+
+/// The tuning of an adapter: its row of [`TABLE`], else the default.
+pub fn for_adapter(info: &wgpu::AdapterInfo) -> (Tuning, &'static str) {
+    lookup(TABLE, info)
+        .map(|r| (r.tuning, r.source))
+        .unwrap_or((Tuning::default(), "default"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, backend: wgpu::Backend, vendor: u32) -> wgpu::AdapterInfo {
+        let mut i = wgpu::AdapterInfo::new(wgpu::DeviceType::Cpu, backend);
+        i.name = name.into();
+        i.vendor = vendor;
+        i.driver = "llvmpipe".into();
+        i.driver_info = "Mesa 22.3.6".into();
+        i
+    }
+
+    #[test]
+    fn rows_match_by_backend_vendor_and_case_insensitive_name() {
+        let lvp = info(
+            "llvmpipe (LLVM 15.0.6, 256 bits)",
+            wgpu::Backend::Vulkan,
+            0x10005,
+        );
+        assert!(lookup(TABLE, &lvp).unwrap().source.starts_with("lavapipe"));
+        let gl = info(
+            "llvmpipe (LLVM 15.0.6, 256 bits)",
+            wgpu::Backend::Gl,
+            0x10005,
+        );
+        assert_eq!(lookup(TABLE, &gl).unwrap().source, "default");
+        let p = AdapterPattern {
+            vendor: Some(0x10de),
+            name: "H100",
+            ..AdapterPattern::ANY
+        };
+        assert!(p.matches(&info(
+            "NVIDIA h100 80GB HBM3",
+            wgpu::Backend::Vulkan,
+            0x10de
+        )));
+        assert!(!p.matches(&info("NVIDIA H100", wgpu::Backend::Vulkan, 0x1002)));
+        assert!(AdapterPattern {
+            driver: "mesa 22",
+            ..AdapterPattern::ANY
+        }
+        .matches(&lvp));
+    }
+
+    #[test]
+    fn rows_are_valid_and_the_generic_row_fits_webgpu_minimum_limits() {
+        for r in TABLE {
+            let t = r.tuning;
+            let inv = (t.staged_tile.tm / 4) * (t.staged_tile.tn / 4);
+            assert!(inv <= 256 && t.staged_tile.tm % 4 == 0 && t.staged_tile.tn % 4 == 0);
+            assert!(t.fused_rows <= 256 && t.fused_rows > 0);
+            // An adapter's own row may use that adapter's workgroup memory (lavapipe: 32 KiB).
+            assert!(t.fused_tile_bytes <= 32 * 1024);
+        }
+        let generic = TABLE.last().unwrap();
+        assert_eq!(generic.adapter, AdapterPattern::ANY);
+        assert!(generic.tuning.fused_tile_bytes <= 16 * 1024);
+        assert_eq!(generic.tuning, Tuning::default());
+    }
+}
