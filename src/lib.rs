@@ -5,6 +5,7 @@ mod attention;
 pub mod bench;
 pub mod case;
 pub mod check;
+pub mod conformance;
 mod context;
 mod decode;
 mod error;

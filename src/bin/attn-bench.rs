@@ -68,6 +68,32 @@ enum Cmd {
         #[arg(long, default_value = "fused")]
         variant: Variant,
     },
+    /// The conformance suite: a seeded case matrix (and any golden-format files) on every
+    /// configuration of one adapter or of every adapter; Markdown report on stdout; exit 1 when
+    /// anything unexpected fails.
+    Conformance {
+        /// Golden-format case files to run besides the matrix.
+        files: Vec<String>,
+        #[arg(long, value_enum, default_value = "quick")]
+        size: wgpu_attention::conformance::Size,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Only these matrix cases (comma list of indices, as printed in repro lines).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<usize>,
+        /// Only these configurations (staged, staged+sg, fused, fused+sg, decode).
+        #[arg(long, value_delimiter = ',')]
+        config: Vec<String>,
+        /// Run on every adapter wgpu can see (Vulkan, Metal, DX12, GL), not just one.
+        #[arg(long)]
+        all_adapters: bool,
+        /// Query rows compared with the reference per case.
+        #[arg(long, default_value_t = 48)]
+        sample_rows: usize,
+        /// Write the reports as JSON.
+        #[arg(long)]
+        json: Option<String>,
+    },
     /// Short autotune of the tile sizes and the decode threshold on this adapter: prints every
     /// trial and the row to add to the tuning table (src/tuning.rs).
     Tune {
@@ -696,6 +722,58 @@ fn cmd_sweep(ctx: &Context, a: &SweepArgs) -> ExitCode {
     }
 }
 
+fn cmd_conformance(
+    ctx: &Context,
+    set: &wgpu_attention::conformance::Settings,
+    all_adapters: bool,
+    json: Option<&str>,
+) -> ExitCode {
+    use wgpu_attention::conformance;
+    let contexts: Vec<(String, Result<Context, wgpu_attention::Error>)> = if all_adapters {
+        pollster::block_on(conformance::all_adapters(wgpu::Backends::all()))
+    } else {
+        vec![(ctx.adapter_info().name.clone(), Ok(ctx.clone()))]
+    };
+    let mut reports = Vec::new();
+    let mut ok = true;
+    println!("## Conformance\n");
+    for (name, c) in contexts {
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => {
+                println!("### {name}\n\ncould not open: {e}\n");
+                ok = false;
+                continue;
+            }
+        };
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(c.adapter_info().name.clone());
+        let r = conformance::run(&c, set, |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        });
+        bar.finish_and_clear();
+        println!("{}", r.markdown());
+        ok &= r.ok();
+        reports.push(r);
+    }
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&reports).unwrap_or_default();
+        if !write_file(path, &text) {
+            return ExitCode::from(2);
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn cmd_tune(cli: &Cli, ctx: &Context, quick: bool, json: Option<&str>) -> ExitCode {
     let (start, source) = ctx.tuning();
     println!("adapter: {}", ctx.adapter_info().name);
@@ -758,6 +836,27 @@ fn main() -> ExitCode {
         Some(Cmd::Check { files, variant }) => cmd_check(&ctx, *variant, files),
         Some(Cmd::Sweep(args)) => cmd_sweep(&ctx, args),
         Some(Cmd::Peak { json }) => cmd_peak(&ctx, json.as_deref()),
+        Some(Cmd::Conformance {
+            files,
+            size,
+            seed,
+            only,
+            config,
+            all_adapters,
+            sample_rows,
+            json,
+        }) => {
+            let set = wgpu_attention::conformance::Settings {
+                size: *size,
+                seed: *seed,
+                files: files.clone(),
+                only: only.clone(),
+                configs: config.clone(),
+                sample_rows: *sample_rows,
+                command: "attn-bench".into(),
+            };
+            cmd_conformance(&ctx, &set, *all_adapters, json.as_deref())
+        }
         Some(Cmd::Tune { quick, json }) => cmd_tune(&cli, &ctx, *quick, json.as_deref()),
         Some(Cmd::Memory {
             batch,

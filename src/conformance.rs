@@ -1,0 +1,738 @@
+//! The conformance suite: does this adapter and driver compute attention correctly?
+//!
+//! A built-in seeded case matrix (shapes × options, each run on every configuration the adapter
+//! has: each variant, and the subgroup forms where the adapter has them) plus any golden-format
+//! files, compared with the f64 CPU reference (or the files' own expected results) under the
+//! float32 tolerance of [`check`](crate::check). The known-issue table is consulted for every
+//! case: a skipped case is not run, an expected failure that fails is counted as such, and one
+//! that passes is reported as an unexpected pass.
+//!
+//! The matrix is a pure function of its size and seed, so a case is named by its index: every
+//! failure comes with a command line that reruns exactly that case. `attn-bench conformance`
+//! is the command-line face of [`run`].
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::attention::Shape;
+use crate::case::Case;
+use crate::check::{self, Tolerance};
+use crate::context::Context;
+use crate::error::Error;
+use crate::fused;
+use crate::known_issues::{self, Action};
+use crate::options::{AttentionOptions, Causal, MaskKind, Variant};
+
+/// One way of running a case: a variant, in its subgroup form or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Config {
+    pub variant: Variant,
+    pub subgroups: bool,
+}
+
+impl Config {
+    /// `staged`, `staged+sg`, `fused`, `fused+sg`, `decode`.
+    pub fn label(&self) -> String {
+        format!(
+            "{}{}",
+            self.variant,
+            if self.subgroups { "+sg" } else { "" }
+        )
+    }
+}
+
+/// Every configuration the adapter can run: each variant in its workgroup-memory form; staged
+/// with subgroup reductions where the adapter has SUBGROUP; the fused subgroup form where the
+/// subgroup size is also fixed.
+pub fn configs(ctx: &Context) -> Vec<Config> {
+    let mut c: Vec<Config> = Variant::CONCRETE
+        .iter()
+        .map(|&variant| Config {
+            variant,
+            subgroups: false,
+        })
+        .collect();
+    if fused::subgroups_enabled(ctx, Some(true)) {
+        c.push(Config {
+            variant: Variant::Staged,
+            subgroups: true,
+        });
+    }
+    if fused::subgroup_size(ctx, Some(true)).is_some() {
+        c.push(Config {
+            variant: Variant::Fused,
+            subgroups: true,
+        });
+    }
+    c
+}
+
+/// Size of the built-in matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Size {
+    /// About 60 problems (some 300 cases on lavapipe's five configurations), a few minutes there.
+    Quick,
+    /// About 200 problems, long shapes included.
+    Full,
+}
+
+/// One problem of the matrix, before it is run on each configuration.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub what: String,
+    pub case: Case,
+    pub probs: bool,
+}
+
+const ODD_DIMS: [usize; 9] = [1, 3, 8, 59, 63, 64, 65, 111, 128];
+const ODD_LENS: [usize; 10] = [1, 2, 15, 16, 17, 63, 64, 65, 113, 129];
+
+/// A length weighted toward 1, tile ± 1 and odd sizes.
+fn pick_len(rng: &mut StdRng) -> usize {
+    if rng.random_bool(0.7) {
+        ODD_LENS[rng.random_range(0..ODD_LENS.len())]
+    } else {
+        rng.random_range(1..300)
+    }
+}
+
+/// A random problem: shape, GQA, causal mode, masks, key lengths, scale, fully masked rows.
+pub fn random_problem(rng: &mut StdRng, what: &str, seed: u64) -> Problem {
+    let kv_heads = [1usize, 1, 2, 3][rng.random_range(0..4)];
+    let group = [1usize, 1, 2, 4][rng.random_range(0..4)];
+    let batch = [1usize, 1, 2][rng.random_range(0..3)];
+    let d = if rng.random_bool(0.7) {
+        ODD_DIMS[rng.random_range(0..ODD_DIMS.len())]
+    } else {
+        rng.random_range(1..=256)
+    };
+    let dv = if rng.random_bool(0.8) {
+        d
+    } else {
+        ODD_DIMS[rng.random_range(0..ODD_DIMS.len())]
+    };
+    let (lq, lk) = (pick_len(rng), pick_len(rng));
+    let shape = Shape::new(batch, kv_heads * group, kv_heads, lq, lk, d, dv);
+    let mut case = Case::random(what, shape, seed).with_causal(Causal::ALL[rng.random_range(0..3)]);
+    if rng.random_bool(0.3) {
+        case = case.with_key_lengths(
+            (0..batch)
+                .map(|_| rng.random_range(0..=lk as u32))
+                .collect(),
+        );
+    }
+    let bool_mask = rng.random_bool(0.5);
+    if rng.random_bool(0.4) {
+        let kind = if bool_mask {
+            MaskKind::Bool
+        } else {
+            MaskKind::Additive
+        };
+        let broadcast = [0, 1, 2, 3].map(|_| rng.random_bool(0.4));
+        // Additive masks without the -1e9 "strong mask": a row whose every kept key carries
+        // -1e9 is outside what f32 scores can resolve (README, "The contract"); hard masking is
+        // what bool masks and key lengths are for.
+        let keep = if bool_mask { 0.7 } else { 1.0 };
+        case = case.with_random_mask(kind, broadcast, keep, seed);
+    }
+    if bool_mask && rng.random_bool(0.3) {
+        let rows: Vec<(usize, usize, usize)> = (0..3)
+            .map(|_| {
+                (
+                    rng.random_range(0..batch),
+                    rng.random_range(0..kv_heads * group),
+                    rng.random_range(0..lq),
+                )
+            })
+            .collect();
+        case = case.with_fully_masked_rows(&rows).expect("bool or no mask");
+    }
+    if rng.random_bool(0.2) {
+        case = case.with_scale(rng.random_range(-2.0..2.0));
+    }
+    if rng.random_bool(0.1) {
+        case = case.with_q_scaled(30.0);
+    }
+    Problem {
+        what: format!(
+            "random {}x{}({})x{}x{} d{}/{} {}{}{}",
+            batch,
+            kv_heads * group,
+            kv_heads,
+            lq,
+            lk,
+            d,
+            dv,
+            case.causal,
+            if case.mask.is_some() { " mask" } else { "" },
+            if case.key_lengths.is_some() {
+                " key_lengths"
+            } else {
+                ""
+            }
+        ),
+        case,
+        probs: rng.random_bool(0.15),
+    }
+}
+
+/// The built-in matrix: named problems covering each rule of the contract, then random ones.
+pub fn matrix(size: Size, seed: u64) -> Vec<Problem> {
+    let mut v: Vec<Problem> = Vec::new();
+    let mut n = 0u64;
+    let mut add = |v: &mut Vec<Problem>, what: String, case: Case, probs: bool| {
+        n += 1;
+        v.push(Problem { what, case, probs });
+    };
+    let s = |b, hq, hkv, lq, lk, d, dv| Shape::new(b, hq, hkv, lq, lk, d, dv);
+    let seed_of = |k: u64| seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k);
+
+    // Odd sizes and head dims, Lq ≠ Lk both ways.
+    for (k, (lq, lk, d)) in [
+        (1, 1, 1),
+        (1, 63, 3),
+        (63, 64, 59),
+        (65, 1, 64),
+        (113, 113, 111),
+        (17, 200, 128),
+        (200, 17, 256),
+        (64, 65, 8),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let sh = s(1, 2, 1, lq, lk, d, d);
+        add(
+            &mut v,
+            format!("odd {lq}x{lk} d{d}"),
+            Case::random("odd", sh, seed_of(k as u64)),
+            false,
+        );
+    }
+    // Both causal alignments, both ways round.
+    for (k, c) in Causal::ALL.into_iter().enumerate() {
+        for (lq, lk) in [(33, 70), (70, 33)] {
+            let sh = s(2, 2, 2, lq, lk, 16, 16);
+            add(
+                &mut v,
+                format!("causal {c} {lq}x{lk}"),
+                Case::random("causal", sh, seed_of(100 + k as u64 + lq as u64)).with_causal(c),
+                false,
+            );
+        }
+    }
+    // GQA ratios and MQA.
+    for (hq, hkv) in [(4, 4), (8, 2), (8, 1), (6, 3)] {
+        let sh = s(1, hq, hkv, 19, 47, 32, 32);
+        add(
+            &mut v,
+            format!("gqa {hq}/{hkv}"),
+            Case::random("gqa", sh, seed_of(200 + hq as u64 * 10 + hkv as u64)),
+            false,
+        );
+    }
+    // Masks of both kinds, full and broadcast.
+    for kind in [MaskKind::Bool, MaskKind::Additive] {
+        for bc in [
+            [false; 4],
+            [false, true, true, false],
+            [true, true, false, false],
+        ] {
+            let sh = s(2, 2, 1, 21, 37, 24, 24);
+            add(
+                &mut v,
+                format!("mask {kind:?} broadcast {bc:?}"),
+                Case::random("mask", sh, seed_of(300)).with_random_mask(
+                    kind,
+                    bc,
+                    0.6,
+                    seed_of(301),
+                ),
+                false,
+            );
+        }
+    }
+    // Key lengths including 0 and full; fully masked rows (bool mask and causal offsets).
+    add(
+        &mut v,
+        "key_lengths 0 and full".into(),
+        Case::random("kl", s(3, 2, 2, 9, 40, 16, 16), seed_of(400))
+            .with_key_lengths(vec![0, 40, 7]),
+        false,
+    );
+    add(
+        &mut v,
+        "fully masked rows (bool mask)".into(),
+        Case::random("fm", s(2, 2, 2, 8, 30, 16, 16), seed_of(401))
+            .with_fully_masked_rows(&[(0, 0, 0), (1, 1, 7), (0, 1, 3)])
+            .expect("no mask yet"),
+        true,
+    );
+    add(
+        &mut v,
+        "fully masked rows (bottom_right, lq > lk)".into(),
+        Case::random("fm", s(1, 2, 2, 40, 9, 16, 16), seed_of(402))
+            .with_causal(Causal::BottomRight),
+        false,
+    );
+    // Large logits, negative and tiny scales, Dk ≠ Dv.
+    add(
+        &mut v,
+        "large logits (q x 100)".into(),
+        Case::random("big", s(1, 2, 2, 31, 77, 64, 64), seed_of(500)).with_q_scaled(100.0),
+        true,
+    );
+    add(
+        &mut v,
+        "negative scale".into(),
+        Case::random("neg", s(1, 2, 2, 12, 30, 16, 16), seed_of(501)).with_scale(-0.7),
+        false,
+    );
+    add(
+        &mut v,
+        "dk 40, dv 72".into(),
+        Case::random("dkdv", s(1, 4, 2, 20, 50, 40, 72), seed_of(502)),
+        true,
+    );
+    // Long key sequences (lavapipe's loop limiter), decode shapes.
+    add(
+        &mut v,
+        "long keys 1x4100 gqa 8/2 d64".into(),
+        Case::random("long", s(1, 8, 2, 1, 4100, 64, 64), seed_of(600)),
+        false,
+    );
+    add(
+        &mut v,
+        "long keys 3x2100 causal bottom_right".into(),
+        Case::random("long", s(1, 2, 1, 3, 2100, 32, 32), seed_of(601))
+            .with_causal(Causal::BottomRight),
+        false,
+    );
+    if size == Size::Full {
+        add(
+            &mut v,
+            "long keys 1x16384 d128".into(),
+            Case::random("long", s(1, 4, 1, 1, 16384, 128, 128), seed_of(602)),
+            false,
+        );
+        add(
+            &mut v,
+            "long 300x3000 d64 top_left".into(),
+            Case::random("long", s(1, 2, 2, 300, 3000, 64, 64), seed_of(603))
+                .with_causal(Causal::TopLeft),
+            false,
+        );
+        add(
+            &mut v,
+            "head dim 300 (staged only)".into(),
+            Case::random("d300", s(1, 1, 1, 9, 20, 300, 300), seed_of(604)),
+            false,
+        );
+    }
+    let randoms = match size {
+        Size::Quick => 28,
+        Size::Full => 160,
+    };
+    let mut rng = StdRng::seed_from_u64(seed_of(1000));
+    for k in 0..randoms {
+        v.push(random_problem(&mut rng, "random", seed_of(2000 + k)));
+    }
+    v
+}
+
+/// How one case ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    /// The call returned an error other than the contract's `Unsupported`.
+    Error,
+    /// Outside the variant's contract (e.g. head dims above 256 on fused): a typed error, as
+    /// documented.
+    Unsupported,
+    Skipped,
+    ExpectedFail,
+    UnexpectedPass,
+}
+
+/// One case's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    /// Index in the matrix, or the file name.
+    pub id: String,
+    pub what: String,
+    pub config: String,
+    pub outcome: Outcome,
+    pub max_abs_err: Option<f64>,
+    pub rel_l2: Option<f64>,
+    pub detail: String,
+    /// A command that reruns this case alone.
+    pub repro: String,
+}
+
+/// Counts of one configuration.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    pub pass: usize,
+    pub fail: usize,
+    pub error: usize,
+    pub unsupported: usize,
+    pub skipped: usize,
+    pub expected_fail: usize,
+    pub unexpected_pass: usize,
+    /// Worst relative L2 error over the passing and failing cases, and its case.
+    pub worst_rel_l2: f64,
+    pub worst_rel_l2_case: String,
+    pub worst_abs_err: f64,
+}
+
+/// The report of one adapter.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdapterReport {
+    pub adapter: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub features: String,
+    pub subgroup_size: String,
+    pub limits: BTreeMap<&'static str, u64>,
+    pub size: Size,
+    pub seed: u64,
+    pub cases: usize,
+    pub seconds: f64,
+    pub counts: BTreeMap<String, Counts>,
+    /// Failures, errors, unexpected passes (each with its repro command).
+    pub problems: Vec<CaseResult>,
+    /// Cases left out or expected to fail by the known-issue table, with the reason.
+    pub known: Vec<CaseResult>,
+}
+
+impl AdapterReport {
+    /// Whether anything failed that the known-issue table did not expect.
+    pub fn ok(&self) -> bool {
+        self.counts.values().all(|c| c.fail == 0 && c.error == 0)
+    }
+
+    /// The report as Markdown.
+    pub fn markdown(&self) -> String {
+        let mut m = String::new();
+        m.push_str(&format!(
+            "### {} ({}, {})\n\n- driver: {}\n- features used: {}\n- subgroup size: {}\n",
+            self.adapter,
+            self.backend,
+            self.device_type,
+            self.driver,
+            self.features,
+            self.subgroup_size
+        ));
+        let limits: Vec<String> = self
+            .limits
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        m.push_str(&format!("- limits used: {}\n", limits.join(", ")));
+        m.push_str(&format!(
+            "- matrix: {:?}, seed {}, {} cases, {:.1} s\n- verdict: **{}**\n\n",
+            self.size,
+            self.seed,
+            self.cases,
+            self.seconds,
+            if self.ok() { "pass" } else { "FAIL" }
+        ));
+        m.push_str("| config | pass | fail | error | unsupported | skipped | expected fail | unexpected pass | worst rel L2 | worst abs err | worst case |\n");
+        m.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        for (k, c) in &self.counts {
+            m.push_str(&format!(
+                "| {k} | {} | {} | {} | {} | {} | {} | {} | {:.2e} | {:.2e} | {} |\n",
+                c.pass,
+                c.fail,
+                c.error,
+                c.unsupported,
+                c.skipped,
+                c.expected_fail,
+                c.unexpected_pass,
+                c.worst_rel_l2,
+                c.worst_abs_err,
+                c.worst_rel_l2_case
+            ));
+        }
+        if self.problems.is_empty() {
+            m.push_str("\nNo unexpected results.\n");
+        } else {
+            m.push_str(
+                "\n| case | config | outcome | detail | reproduce |\n|---|---|---|---|---|\n",
+            );
+            for r in &self.problems {
+                m.push_str(&format!(
+                    "| {} ({}) | {} | {:?} | {} | `{}` |\n",
+                    r.id,
+                    r.what,
+                    r.config,
+                    r.outcome,
+                    r.detail.replace('|', "/"),
+                    r.repro
+                ));
+            }
+        }
+        if !self.known.is_empty() {
+            m.push_str("\nKnown issues applied:\n\n");
+            for r in &self.known {
+                m.push_str(&format!(
+                    "- {} {} {:?}: {}\n",
+                    r.id, r.config, r.outcome, r.detail
+                ));
+            }
+        }
+        m
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub size: Size,
+    pub seed: u64,
+    /// Golden-format files, run on every configuration besides the matrix.
+    pub files: Vec<String>,
+    /// Only these matrix indices (all when empty); with `files` empty and this set, no files.
+    pub only: Vec<usize>,
+    /// Only configurations with these labels (all when empty).
+    pub configs: Vec<String>,
+    /// Query rows compared with the reference per case (all rows when the case is smaller).
+    pub sample_rows: usize,
+    /// The command prefix of repro lines (e.g. `WGPU_BACKEND=vulkan attn-bench`).
+    pub command: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            size: Size::Quick,
+            seed: 1,
+            files: Vec::new(),
+            only: Vec::new(),
+            configs: Vec::new(),
+            sample_rows: 48,
+            command: "attn-bench".into(),
+        }
+    }
+}
+
+fn run_case(
+    ctx: &Context,
+    case: &Case,
+    cfg: Config,
+    probs: bool,
+    sample: usize,
+) -> (Outcome, Option<check::Report>, String) {
+    let opts = AttentionOptions {
+        variant: cfg.variant,
+        subgroups: Some(cfg.subgroups),
+        return_probs: probs,
+        ..Default::default()
+    };
+    match check::verify_blocking(ctx, case, &opts, Some(sample), Tolerance::FLOAT32) {
+        Ok(r) if r.passed => (Outcome::Pass, Some(r), String::new()),
+        Ok(r) => {
+            let d = r.failures.join("; ");
+            (Outcome::Fail, Some(r), d)
+        }
+        Err(e @ Error::Unsupported { .. }) => (Outcome::Unsupported, None, e.to_string()),
+        Err(e) => (Outcome::Error, None, e.to_string()),
+    }
+}
+
+/// A matrix case's id is its index; a file's is its path.
+fn work_id_of_matrix(id: &str) -> String {
+    if id.parse::<usize>().is_ok() {
+        id.to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// Runs the suite on one context. `progress` is called after each case with (done, total).
+pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)) -> AdapterReport {
+    let t0 = Instant::now();
+    let info = ctx.adapter_info().clone();
+    let cfgs: Vec<Config> = configs(ctx)
+        .into_iter()
+        .filter(|c| set.configs.is_empty() || set.configs.contains(&c.label()))
+        .collect();
+    let matrix = matrix(set.size, set.seed);
+    let mut work: Vec<(String, String, Case, bool, String)> = Vec::new();
+    let adapter_arg = format!("--adapter {:?}", info.name);
+    let size_arg = format!("{:?}", set.size).to_lowercase();
+    for (n, p) in matrix.into_iter().enumerate() {
+        if !set.only.is_empty() && !set.only.contains(&n) {
+            continue;
+        }
+        let repro = format!(
+            "WGPU_BACKEND={} {} {adapter_arg} conformance --size {size_arg} --seed {} --only {n}",
+            info.backend.to_str(),
+            set.command,
+            set.seed
+        );
+        work.push((n.to_string(), p.what, p.case, p.probs, repro));
+    }
+    for f in &set.files {
+        match Case::load(f) {
+            Ok(c) => {
+                let repro = format!(
+                    "WGPU_BACKEND={} {} {adapter_arg} check {f}",
+                    info.backend.to_str(),
+                    set.command
+                );
+                work.push((f.clone(), c.name.clone(), c, false, repro));
+            }
+            Err(e) => {
+                // An unreadable file is an error of the run, reported like a case.
+                work.push((
+                    f.clone(),
+                    format!("unreadable: {e}"),
+                    Case::random("none", Shape::new(1, 1, 1, 1, 1, 1, 1), 0),
+                    false,
+                    String::new(),
+                ));
+            }
+        }
+    }
+
+    let total = work.len() * cfgs.len();
+    let mut counts: BTreeMap<String, Counts> = cfgs
+        .iter()
+        .map(|c| (c.label(), Counts::default()))
+        .collect();
+    let mut problems = Vec::new();
+    let mut known = Vec::new();
+    let mut done = 0;
+    for (id, what, case, probs, repro) in &work {
+        for cfg in &cfgs {
+            let label = cfg.label();
+            let issue = known_issues::find(ctx.known_issues(), &info, cfg.variant, cfg.subgroups);
+            let repro = if id == &work_id_of_matrix(id) {
+                format!("{repro} --config {label}")
+            } else {
+                // `check` takes the variant; the form comes from the environment.
+                format!(
+                    "WGPU_ATTENTION_SUBGROUPS={} {repro} --variant {}",
+                    cfg.subgroups as u8, cfg.variant
+                )
+            };
+            let (mut outcome, report, mut detail) = if what.starts_with("unreadable") {
+                (Outcome::Error, None, what.clone())
+            } else if issue.is_some_and(|k| k.action == Action::Skip) {
+                (Outcome::Skipped, None, String::new())
+            } else {
+                run_case(ctx, case, *cfg, *probs, set.sample_rows)
+            };
+            if let Some(k) = issue {
+                outcome = match outcome {
+                    Outcome::Fail | Outcome::Error if k.action == Action::ExpectFail => {
+                        Outcome::ExpectedFail
+                    }
+                    Outcome::Pass if k.action == Action::ExpectFail => Outcome::UnexpectedPass,
+                    o => o,
+                };
+                detail = format!("{} ({}) {detail}", k.reason, k.link);
+            }
+            let c = counts.entry(label.clone()).or_default();
+            match outcome {
+                Outcome::Pass => c.pass += 1,
+                Outcome::Fail => c.fail += 1,
+                Outcome::Error => c.error += 1,
+                Outcome::Unsupported => c.unsupported += 1,
+                Outcome::Skipped => c.skipped += 1,
+                Outcome::ExpectedFail => c.expected_fail += 1,
+                Outcome::UnexpectedPass => c.unexpected_pass += 1,
+            }
+            if let Some(r) = &report {
+                if r.rel_l2 > c.worst_rel_l2 || c.worst_rel_l2_case.is_empty() {
+                    c.worst_rel_l2 = r.rel_l2;
+                    c.worst_rel_l2_case = id.clone();
+                }
+                c.worst_abs_err = c.worst_abs_err.max(r.max_abs_err);
+            }
+            let result = CaseResult {
+                id: id.clone(),
+                what: what.clone(),
+                config: label,
+                outcome,
+                max_abs_err: report.as_ref().map(|r| r.max_abs_err),
+                rel_l2: report.as_ref().map(|r| r.rel_l2),
+                detail,
+                repro,
+            };
+            match outcome {
+                Outcome::Fail | Outcome::Error | Outcome::UnexpectedPass => problems.push(result),
+                Outcome::Skipped | Outcome::ExpectedFail => known.push(result),
+                _ => {}
+            }
+            done += 1;
+            progress(done, total);
+        }
+    }
+
+    let l = ctx.limits();
+    let limits = BTreeMap::from([
+        (
+            "max_storage_buffer_binding_size",
+            l.max_storage_buffer_binding_size,
+        ),
+        ("max_buffer_size", l.max_buffer_size),
+        (
+            "max_compute_workgroup_storage_size",
+            l.max_compute_workgroup_storage_size as u64,
+        ),
+        (
+            "max_compute_invocations_per_workgroup",
+            l.max_compute_invocations_per_workgroup as u64,
+        ),
+        (
+            "max_compute_workgroups_per_dimension",
+            l.max_compute_workgroups_per_dimension as u64,
+        ),
+    ]);
+    AdapterReport {
+        adapter: info.name.clone(),
+        backend: info.backend.to_str().into(),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info),
+        features: format!("{:?}", ctx.features()),
+        subgroup_size: if info.subgroup_min_size == info.subgroup_max_size {
+            info.subgroup_min_size.to_string()
+        } else {
+            format!("{}..{}", info.subgroup_min_size, info.subgroup_max_size)
+        },
+        limits,
+        size: set.size,
+        seed: set.seed,
+        cases: total,
+        seconds: t0.elapsed().as_secs_f64(),
+        counts,
+        problems,
+        known,
+    }
+}
+
+/// Every adapter wgpu can see on `backends`, each opened as a context (or the error opening it).
+pub async fn all_adapters(
+    backends: wgpu::Backends,
+) -> Vec<(String, crate::error::Result<Context>)> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    let mut out = Vec::new();
+    for a in instance.enumerate_adapters(backends).await {
+        let i = a.get_info();
+        let name = format!("{} ({:?})", i.name, i.backend);
+        out.push((name, Context::open(&a).await));
+    }
+    out
+}
