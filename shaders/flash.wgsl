@@ -64,9 +64,10 @@ fn main(
         b = bh0 / p.q_heads;
         h = bh0 % p.q_heads;
         kvh = h / p.group;
-        i = wid.x * BQ + li;
+        // p.i0: first query row of this dispatch (the host splits rows to bound each dispatch's work).
+        i = p.i0 + wid.x * BQ + li;
         row_ok = i < p.q_len;
-        i_last = min(wid.x * BQ + BQ, p.q_len) - 1u;
+        i_last = min(p.i0 + wid.x * BQ + BQ, p.q_len) - 1u;
     }
     let bh = b * p.q_heads + h;
     let row = bh * p.q_len + min(i, p.q_len - 1u);

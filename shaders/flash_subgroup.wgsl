@@ -56,7 +56,8 @@ fn main(
     let b = bh / p.q_heads;
     let h = bh % p.q_heads;
     let kvh = h / p.group;
-    let i_base = wid.x * SG * R;
+    // p.i0: first query row of this dispatch (the host splits rows to bound each dispatch's work).
+    let i_base = p.i0 + wid.x * SG * R;
     let k_off = (b * p.kv_heads + kvh) * p.kv_len * p.head_dim;
     let v_off = (b * p.kv_heads + kvh) * p.kv_len * p.value_dim;
 

@@ -503,6 +503,7 @@ impl Context {
                         &outputs.out,
                         &lse,
                         opts.subgroups,
+                        opts.max_dispatch_work,
                     )?;
                 } else {
                     decode::record(self, encoder, prob, q, k, v, &outputs.out, &lse)?;
@@ -536,6 +537,7 @@ impl Context {
         v: &Tensor,
         opts: &AttentionOptions,
     ) -> Result<AttentionOutput> {
+        self.scan_inputs(q, k, v, opts).await?;
         let out = self.submit_attention(q, k, v, opts, None)?;
         self.wait_idle(opts.timeout)?;
         Ok(out)
@@ -561,9 +563,41 @@ impl Context {
         opts: &AttentionOptions,
         outputs: &AttentionOutput,
     ) -> Result<Variant> {
+        self.scan_inputs(q, k, v, opts).await?;
         let out = self.submit_attention(q, k, v, opts, Some(outputs))?;
         self.wait_idle(opts.timeout)?;
         Ok(out.variant)
+    }
+
+    /// The opt-in scan of `opts.check_finite`: the first non-finite input element, as an error.
+    async fn scan_inputs(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        opts: &AttentionOptions,
+    ) -> Result<()> {
+        if !opts.check_finite {
+            return Ok(());
+        }
+        let mask = opts.mask.as_ref().map(|m| (TensorRole::Mask, &m.tensor));
+        for (tensor, t) in [
+            (TensorRole::Query, q),
+            (TensorRole::Key, k),
+            (TensorRole::Value, v),
+        ]
+        .into_iter()
+        .chain(mask)
+        {
+            if let Some((index, value)) = t.find_non_finite(self).await? {
+                return Err(Error::NonFiniteInput {
+                    tensor,
+                    index,
+                    value,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Records and submits without waiting; used by the benchmark to time GPU work alone.

@@ -104,6 +104,14 @@ pub enum Error {
     #[error("scale must be finite, got {0}")]
     NonFiniteScale(f32),
 
+    /// The opt-in input scan (`AttentionOptions::check_finite`) found NaN or ±inf.
+    #[error("{tensor}: non-finite value {value} at index {index:?}; inputs must be finite when check_finite is set")]
+    NonFiniteInput {
+        tensor: TensorRole,
+        index: Vec<usize>,
+        value: f32,
+    },
+
     /// Data handed to an upload does not match the shape given with it.
     #[error("{what}: shape {shape:?} holds {expected} elements, data has {got}")]
     DataLength {
@@ -111,6 +119,15 @@ pub enum Error {
         shape: Vec<usize>,
         expected: usize,
         got: usize,
+    },
+
+    /// A buffer larger than the device allows was asked for; nothing was allocated.
+    #[error("{what}: shape {shape:?} needs {bytes} bytes, more than the device's max_buffer_size of {limit} bytes")]
+    AllocationTooLarge {
+        what: String,
+        shape: Vec<usize>,
+        bytes: u64,
+        limit: u64,
     },
 
     /// A tensor is larger than one storage binding (or one buffer) of this adapter.

@@ -90,6 +90,7 @@ pub(crate) fn record(
     out: &Tensor,
     lse: &Tensor,
     subgroups: Option<bool>,
+    max_dispatch_work: Option<u64>,
 ) -> Result<()> {
     let s = prob.shape;
     let spec = flash::spec(ctx.tuning().0, s.head_dim, s.value_dim);
@@ -110,23 +111,37 @@ pub(crate) fn record(
     let base = prob.params();
     let mut params = Vec::new();
     let mut grids = Vec::new();
-    for bh0 in (0..heads).step_by(max_wg) {
-        let nbh = max_wg.min(heads - bh0);
-        for (n, &(j0, jn)) in key_chunks.iter().enumerate() {
-            let mut p = base;
-            p.bh0 = bh0 as u32;
-            p.nbh = nbh as u32;
-            p.rows = s.q_len as u32;
-            p.j0 = j0 as u32;
-            p.jn = jn as u32;
-            p.flags = if n > 0 { FLAG_ACCUMULATE } else { 0 }
-                | if n + 1 == key_chunks.len() {
-                    FLAG_FINALIZE
-                } else {
-                    0
-                };
-            params.push(p);
-            grids.push([s.q_len.div_ceil(rows_per_group) as u32, nbh as u32, 1]);
+    // Bound each dispatch's work: rows of one key chunk cost kc·(dk + dv) multiply-adds each.
+    let bound = max_dispatch_work.unwrap_or(crate::options::DEFAULT_DISPATCH_WORK);
+    let per_row = (kc.min(s.kv_len) * (s.head_dim + s.value_dim)) as u64;
+    let rows_budget = (bound / per_row.max(1)).max(1) as usize;
+    let (head_step, row_step) = if rows_budget >= s.q_len {
+        ((rows_budget / s.q_len).clamp(1, max_wg), s.q_len)
+    } else {
+        // Whole workgroups of rows, at least one.
+        (1, (rows_budget / rows_per_group).max(1) * rows_per_group)
+    };
+    for bh0 in (0..heads).step_by(head_step) {
+        let nbh = head_step.min(heads - bh0);
+        for i0 in (0..s.q_len).step_by(row_step) {
+            let nrows = row_step.min(s.q_len - i0);
+            for (n, &(j0, jn)) in key_chunks.iter().enumerate() {
+                let mut p = base;
+                p.bh0 = bh0 as u32;
+                p.nbh = nbh as u32;
+                p.rows = s.q_len as u32;
+                p.i0 = i0 as u32;
+                p.j0 = j0 as u32;
+                p.jn = jn as u32;
+                p.flags = if n > 0 { FLAG_ACCUMULATE } else { 0 }
+                    | if n + 1 == key_chunks.len() {
+                        FLAG_FINALIZE
+                    } else {
+                        0
+                    };
+                params.push(p);
+                grids.push([nrows.div_ceil(rows_per_group) as u32, nbh as u32, 1]);
+            }
         }
     }
     let (param_buf, stride) = params_buffer(ctx, &params);

@@ -121,6 +121,10 @@ impl std::fmt::Display for Variant {
     }
 }
 
+/// Default bound on one dispatch's multiply-adds (2^30, about 2.1 GFLOP): some 20 ms on a GPU
+/// doing 100 GFLOP/s, and about a second on lavapipe, far below the 2 s watchdogs.
+pub const DEFAULT_DISPATCH_WORK: u64 = 1 << 30;
+
 /// Options of one attention call. `Default` is plain softmax attention with scale 1/sqrt(head_dim).
 #[derive(Debug, Clone, Default)]
 pub struct AttentionOptions {
@@ -144,6 +148,18 @@ pub struct AttentionOptions {
     /// workgroup-memory form; `None` follows `WGPU_ATTENTION_SUBGROUPS` (`0` turns it off). On
     /// lavapipe the subgroup form measured about 1.4× faster (docs/PERFORMANCE.md).
     pub subgroups: Option<bool>,
+    /// Scan Q, K, V and the mask on the host before running (a readback of each: costly, for
+    /// debugging and untrusted inputs) and return `Error::NonFiniteInput` naming the tensor and
+    /// index of the first NaN or ±inf. Done by the submitting forms (`attention`,
+    /// `attention_blocking`, `attention_into`); the `record_*` forms cannot scan, since the
+    /// inputs may be written by the caller's own encoder. Without the scan, see the README's
+    /// non-finite input policy.
+    pub check_finite: bool,
+    /// Most multiply-adds one dispatch of the staged and fused variants may do (query rows ×
+    /// keys × (head_dim + value_dim)); larger calls are split over query rows and heads, which
+    /// leaves every row's arithmetic unchanged. Desktop drivers kill a dispatch that runs about
+    /// 2 s (Windows TDR, macOS watchdog); `None` means [`DEFAULT_DISPATCH_WORK`], about 2 GFLOP.
+    pub max_dispatch_work: Option<u64>,
     /// Bound on the wait of [`Context::attention`](crate::Context::attention); `Error::Timeout` past it.
     pub timeout: Option<Duration>,
 }

@@ -152,7 +152,13 @@ pub(crate) fn record(
     let budget = max_scratch_bytes.unwrap_or(max_binding).min(max_binding);
     // One score row always fits a binding: K, which validation checked, is at least as large.
     debug_assert!(row_bytes <= max_binding);
-    let max_rows = (budget / row_bytes).max(1) as usize;
+    // Rows per chunk: bounded by the score buffer budget and by the dispatch work bound (a row
+    // costs kv_len·(head_dim + value_dim) multiply-adds over QKᵀ and PV).
+    let work_rows = opts
+        .max_dispatch_work
+        .unwrap_or(crate::options::DEFAULT_DISPATCH_WORK)
+        / (s.kv_len * (s.head_dim + s.value_dim)) as u64;
+    let max_rows = (budget / row_bytes).min(work_rows).max(1) as usize;
     let heads = s.batch * s.q_heads;
     let total_rows = heads * s.q_len;
     let chunks = plan_chunks(

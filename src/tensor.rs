@@ -22,11 +22,11 @@ fn check_size(ctx: &Context, what: &str, shape: &[usize]) -> Result<u64> {
     let bytes = (numel(shape) as u64).saturating_mul(4);
     let limit = ctx.limits().max_buffer_size;
     if bytes > limit {
-        return Err(Error::DataLength {
-            what: format!("{what}: {bytes} bytes exceed max_buffer_size {limit}"),
+        return Err(Error::AllocationTooLarge {
+            what: what.to_string(),
             shape: shape.to_vec(),
-            expected: (limit / 4) as usize,
-            got: numel(shape),
+            bytes,
+            limit,
         });
     }
     Ok(bytes)
@@ -168,5 +168,20 @@ impl Tensor {
     /// Blocking form of [`Tensor::read`].
     pub fn read_blocking(&self, ctx: &Context) -> Result<Vec<f32>> {
         pollster::block_on(self.read(ctx))
+    }
+
+    /// Reads the tensor back and returns the first non-finite element (NaN or ±inf) as its
+    /// multi-dimensional index and value, or `None` when every element is finite.
+    pub async fn find_non_finite(&self, ctx: &Context) -> Result<Option<(Vec<usize>, f32)>> {
+        let data = self.read(ctx).await?;
+        Ok(data.iter().position(|x| !x.is_finite()).map(|flat| {
+            let mut index = vec![0; self.shape.len()];
+            let mut rest = flat;
+            for (d, &n) in self.shape.iter().enumerate().rev() {
+                index[d] = rest % n.max(1);
+                rest /= n.max(1);
+            }
+            (index, data[flat])
+        }))
     }
 }
