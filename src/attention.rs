@@ -600,6 +600,18 @@ impl Context {
         Ok(())
     }
 
+    /// Blocking form of [`Context::attention_into`].
+    pub fn attention_into_blocking(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        opts: &AttentionOptions,
+        outputs: &AttentionOutput,
+    ) -> Result<Variant> {
+        pollster::block_on(self.attention_into(q, k, v, opts, outputs))
+    }
+
     /// Records and submits without waiting; used by the benchmark to time GPU work alone.
     pub fn submit_attention(
         &self,

@@ -9,7 +9,9 @@ use crate::attention::{Problem, Shape};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::fused::flash_bind_group;
-use crate::kernels::{bind_group, flash, merge, params_binding, params_buffer, storage_binding};
+use crate::kernels::{
+    bind_group, flash, merge, params_binding, params_buffer, storage_binding, tensor_binding,
+};
 use crate::tensor::Tensor;
 
 fn splits(ctx: &Context, s: &Shape) -> (usize, usize) {
@@ -103,7 +105,7 @@ pub(crate) fn record(
         q,
         k,
         v,
-        (&part_o, part_o_bytes),
+        storage_binding(&part_o, part_o_bytes),
         (&part_ml, part_ml_bytes),
         lse,
     );
@@ -114,8 +116,8 @@ pub(crate) fn record(
             params_binding(&param_buf),
             storage_binding(&part_o, part_o_bytes),
             storage_binding(&part_ml, part_ml_bytes),
-            storage_binding(out.buffer(), out.bytes()),
-            storage_binding(lse.buffer(), lse.bytes()),
+            tensor_binding(out),
+            tensor_binding(lse),
         ],
     );
     let max_wg = ctx.limits().max_compute_workgroups_per_dimension as usize;

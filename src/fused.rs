@@ -8,7 +8,7 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::kernels::{
     bind_group, flash, mask_and_lengths, params_binding, params_buffer, storage_binding,
-    FLAG_ACCUMULATE, FLAG_FINALIZE,
+    tensor_binding, FLAG_ACCUMULATE, FLAG_FINALIZE,
 };
 use crate::tensor::Tensor;
 
@@ -52,11 +52,11 @@ pub(crate) fn flash_bind_group(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    o: (&wgpu::Buffer, u64),
+    o: wgpu::BindingResource,
     ml: (&wgpu::Buffer, u64),
     lse: &Tensor,
 ) -> wgpu::BindGroup {
-    let (mask_buf, mask_bytes, kl_buf) = mask_and_lengths(ctx, prob);
+    let (mask, kl_buf) = mask_and_lengths(ctx, prob);
     let (kl, kl_bytes) = match &kl_buf {
         Some(b) => (b, b.size()),
         None => (ctx.dummy_buffer(), 16),
@@ -66,13 +66,13 @@ pub(crate) fn flash_bind_group(
         layout,
         vec![
             params_binding(params),
-            storage_binding(q.buffer(), q.bytes()),
-            storage_binding(k.buffer(), k.bytes()),
-            storage_binding(v.buffer(), v.bytes()),
-            storage_binding(o.0, o.1),
+            tensor_binding(q),
+            tensor_binding(k),
+            tensor_binding(v),
+            o,
             storage_binding(ml.0, ml.1),
-            storage_binding(lse.buffer(), lse.bytes()),
-            storage_binding(mask_buf, mask_bytes),
+            tensor_binding(lse),
+            mask,
             storage_binding(kl, kl_bytes),
         ],
     )
@@ -165,7 +165,7 @@ pub(crate) fn record(
         q,
         k,
         v,
-        (out.buffer(), out.bytes()),
+        tensor_binding(out),
         (&ml, ml_bytes),
         lse,
     );

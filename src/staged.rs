@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::fused;
 use crate::kernels::{
     self, bind_group, mask_and_lengths, params_binding, params_buffer, pv, qk, softmax,
-    storage_binding, Params, FLAG_ACCUMULATE, FLAG_FINALIZE,
+    storage_binding, tensor_binding, Params, FLAG_ACCUMULATE, FLAG_FINALIZE,
 };
 use crate::options::AttentionOptions;
 use crate::tensor::Tensor;
@@ -268,6 +268,8 @@ pub(crate) fn record(
     let dev = ctx.device();
     let (param_buf, stride) = params_buffer(ctx, &params);
     let scores_bytes = chunk_rows_max as u64 * row_bytes;
+    // The caller's P itself, at its offset, when it fits the budget.
+    let scores_offset = probs_direct.as_ref().map_or(0, |p| p.offset());
     let scores = match &probs_direct {
         Some(p) => p.buffer().clone(),
         None => dev.create_buffer(&wgpu::BufferDescriptor {
@@ -287,7 +289,14 @@ pub(crate) fn record(
         usage: wgpu::BufferUsages::STORAGE,
         mapped_at_creation: false,
     });
-    let (mask_buf, mask_bytes, kl_buf) = mask_and_lengths(ctx, prob);
+    let (mask, kl_buf) = mask_and_lengths(ctx, prob);
+    let scores_binding = || {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &scores,
+            offset: scores_offset,
+            size: std::num::NonZeroU64::new(scores_bind.max(4)),
+        })
+    };
     let kl_binding = match &kl_buf {
         Some(b) => storage_binding(b, b.size()),
         None => storage_binding(ctx.dummy_buffer(), 16),
@@ -299,10 +308,10 @@ pub(crate) fn record(
         &qk_k.layout,
         vec![
             params_binding(&param_buf),
-            storage_binding(q.buffer(), q.bytes()),
-            storage_binding(k.buffer(), k.bytes()),
-            storage_binding(&scores, scores_bind),
-            storage_binding(mask_buf, mask_bytes),
+            tensor_binding(q),
+            tensor_binding(k),
+            scores_binding(),
+            mask,
             kl_binding,
         ],
     );
@@ -310,18 +319,18 @@ pub(crate) fn record(
         &stats_k.layout,
         vec![
             params_binding(&param_buf),
-            storage_binding(&scores, scores_bind),
+            scores_binding(),
             storage_binding(&partials, partials.size()),
-            storage_binding(lse.buffer(), lse.bytes()),
+            tensor_binding(lse),
         ],
     );
     let pv_bg = bg(
         &pv_k.layout,
         vec![
             params_binding(&param_buf),
-            storage_binding(&scores, scores_bind),
-            storage_binding(v.buffer(), v.bytes()),
-            storage_binding(outputs.out.buffer(), outputs.out.bytes()),
+            scores_binding(),
+            tensor_binding(v),
+            tensor_binding(&outputs.out),
         ],
     );
 
@@ -338,7 +347,13 @@ pub(crate) fn record(
             }
             Step::CopyProbs { dst_offset, bytes } => {
                 if let Some(p) = &outputs.probs {
-                    encoder.copy_buffer_to_buffer(&scores, 0, p.buffer(), *dst_offset, *bytes);
+                    encoder.copy_buffer_to_buffer(
+                        &scores,
+                        0,
+                        p.buffer(),
+                        p.offset() + *dst_offset,
+                        *bytes,
+                    );
                 }
                 continue;
             }

@@ -7,6 +7,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct Tensor {
     buffer: wgpu::Buffer,
+    /// Byte offset of element 0 in `buffer` (a multiple of the device's storage offset alignment).
+    offset: u64,
     shape: Vec<usize>,
 }
 
@@ -58,6 +60,7 @@ impl Tensor {
         })?;
         Ok(Tensor {
             buffer,
+            offset: 0,
             shape: shape.to_vec(),
         })
     }
@@ -81,6 +84,7 @@ impl Tensor {
         })?;
         Ok(Tensor {
             buffer,
+            offset: 0,
             shape: shape.to_vec(),
         })
     }
@@ -98,8 +102,46 @@ impl Tensor {
         }
         Ok(Tensor {
             buffer,
+            offset: 0,
             shape: shape.to_vec(),
         })
+    }
+
+    /// A view of a caller's buffer: the tensor's elements start `offset` bytes in (a multiple of
+    /// the device's `min_storage_buffer_offset_alignment`, usually 256). Kernels bind exactly
+    /// `offset .. offset + bytes`, so the rest of the buffer (other tensors, a KV cache's unused
+    /// tail) is never read or written. Inputs of one call may share a buffer; an output needs a
+    /// buffer no other tensor of the call uses, since wgpu forbids a buffer bound read-write in a
+    /// dispatch alongside another binding of it (the call then returns `Error::Gpu`).
+    pub fn view(
+        ctx: &Context,
+        buffer: wgpu::Buffer,
+        offset: u64,
+        shape: &[usize],
+    ) -> Result<Tensor> {
+        let align = ctx.limits().min_storage_buffer_offset_alignment as u64;
+        let need = numel(shape) as u64 * 4;
+        if offset % align != 0 || buffer.size() < offset.saturating_add(need) {
+            return Err(Error::DataLength {
+                what: format!(
+                    "Tensor::view at byte offset {offset} (must be a multiple of {align}) of a {}-byte buffer",
+                    buffer.size()
+                ),
+                shape: shape.to_vec(),
+                expected: numel(shape),
+                got: (buffer.size().saturating_sub(offset) / 4) as usize,
+            });
+        }
+        Ok(Tensor {
+            buffer,
+            offset,
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// Byte offset of the first element in [`Tensor::buffer`].
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -134,7 +176,7 @@ impl Tensor {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("wgpu-attention readback"),
                 });
-            enc.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, bytes);
+            enc.copy_buffer_to_buffer(&self.buffer, self.offset, &staging, 0, bytes);
             ctx.queue().submit([enc.finish()]);
             staging
         })?;

@@ -86,6 +86,16 @@ pub(crate) fn storage_binding(buf: &wgpu::Buffer, size: u64) -> wgpu::BindingRes
     })
 }
 
+/// A tensor's binding: exactly its bytes, at its offset in its buffer, so that no kernel can
+/// touch anything else in the buffer.
+pub(crate) fn tensor_binding(t: &crate::Tensor) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer: t.buffer(),
+        offset: t.offset(),
+        size: std::num::NonZeroU64::new(t.bytes().max(4)),
+    })
+}
+
 /// A bind group of `layout` with `resources` at bindings 0, 1, 2, ...
 pub(crate) fn bind_group(
     ctx: &crate::Context,
@@ -107,12 +117,12 @@ pub(crate) fn bind_group(
     })
 }
 
-/// The mask buffer (the context's dummy when there is none) with its byte size, and a buffer of
-/// the key lengths when the problem has them: the optional inputs every score kernel binds.
+/// The mask binding (the context's dummy when there is none), and a buffer of the key lengths
+/// when the problem has them: the optional inputs every score kernel binds.
 pub(crate) fn mask_and_lengths<'a>(
     ctx: &'a crate::Context,
     prob: &'a crate::attention::Problem,
-) -> (&'a wgpu::Buffer, u64, Option<wgpu::Buffer>) {
+) -> (wgpu::BindingResource<'a>, Option<wgpu::Buffer>) {
     let kl = prob.key_lengths.as_ref().map(|kl| {
         ctx.buffer_with_data(
             "wgpu-attention key lengths",
@@ -121,8 +131,8 @@ pub(crate) fn mask_and_lengths<'a>(
         )
     });
     match &prob.mask {
-        Some((_, _, t)) => (t.buffer(), t.bytes(), kl),
-        None => (ctx.dummy_buffer(), 16, kl),
+        Some((_, _, t)) => (tensor_binding(t), kl),
+        None => (storage_binding(ctx.dummy_buffer(), 16), kl),
     }
 }
 
