@@ -254,3 +254,46 @@ fn eight_threads_share_one_context_and_every_result_is_correct() {
     let total: usize = threads.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(total, 48);
 }
+
+/// The device destroyed while another thread is issuing calls: that thread's calls end with
+/// `DeviceLost` (those already finished succeeded), promptly, with no hang and no panic; every
+/// later call on any thread returns `DeviceLost` too.
+#[test]
+fn device_destroyed_while_in_use_gives_device_lost_promptly() {
+    let c = Arc::new(new_ctx());
+    let case = Case::random("busy", shape(1, 4, 2, 64, 256, 32, 32), 5);
+    let (q, k, v, opts) = case.upload(&c).unwrap();
+    c.attention_blocking(&q, &k, &v, &opts).unwrap(); // compiled and working
+    let worker = {
+        let (c, q, k, v, opts) = (c.clone(), q.clone(), k.clone(), v.clone(), opts.clone());
+        std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            let mut ok = 0;
+            loop {
+                let o = AttentionOptions {
+                    variant: Variant::CONCRETE[ok % 3],
+                    ..opts.clone()
+                };
+                match c.attention_blocking(&q, &k, &v, &o) {
+                    Ok(_) => ok += 1,
+                    Err(Error::DeviceLost(_)) => return (ok, t0.elapsed()),
+                    Err(e) => panic!("expected DeviceLost, got {e}"),
+                }
+                assert!(t0.elapsed().as_secs() < 60, "no DeviceLost within 60 s");
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let destroyed_at = std::time::Instant::now();
+    c.device().destroy();
+    let (ok, _) = worker.join().expect("the worker panicked");
+    let noticed = destroyed_at.elapsed();
+    println!("device loss: {ok} calls succeeded before, noticed {noticed:?} after destroy()");
+    assert!(noticed.as_secs() < 10, "took {noticed:?} to notice");
+    for variant in Variant::CONCRETE {
+        let e = c
+            .attention_blocking(&q, &k, &v, &AttentionOptions::default().variant(variant))
+            .unwrap_err();
+        assert!(matches!(e, Error::DeviceLost(_)), "{e}");
+    }
+}

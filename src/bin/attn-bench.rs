@@ -27,7 +27,7 @@ struct Cli {
     /// Only adapters whose name contains this (case-insensitive); also WGPU_ADAPTER_NAME.
     #[arg(long, global = true)]
     adapter: Option<String>,
-    /// Kernel variant of the main job and `check`: auto (every variant the library has), staged.
+    /// Kernel variant of the main job: auto (every variant the library has), staged, fused, decode.
     #[arg(long, default_value = "auto")]
     variant: Variant,
     #[command(subcommand)]
@@ -135,7 +135,7 @@ struct SweepArgs {
     /// Causal modes: none, top_left, bottom_right.
     #[arg(long, value_delimiter = ',')]
     causal: Vec<Causal>,
-    /// Variants: staged, auto (default: every variant the library has).
+    /// Variants: auto, staged, fused, decode (default: every variant the library has).
     #[arg(long, value_delimiter = ',')]
     variant: Vec<Variant>,
     /// Timed repetitions per configuration.
