@@ -16,6 +16,14 @@ use wgpu_attention::{
     TensorRole, Variant,
 };
 
+/// The message names what was wrong and what was expected: every fragment must appear.
+fn says(e: &Error, fragments: &[&str]) {
+    let m = e.to_string();
+    for f in fragments {
+        assert!(m.contains(f), "message {m:?} lacks {f:?}");
+    }
+}
+
 fn t(shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
     Tensor::from_data(ctx(), shape, &vec![0.5; n]).unwrap()
@@ -79,6 +87,7 @@ fn error_dimension_mismatches() {
         ),
         "{e}"
     );
+    says(&e, &["k: dimension `batch` must be 2", "got 1"]);
     let e = run(
         &q,
         &t(&[2, 2, 7, 9]),
@@ -159,6 +168,7 @@ fn error_zero_size() {
         ),
         "{e}"
     );
+    says(&e, &["q: dimension `q_len` is 0", "at least 1"]);
     let e = run(
         &t(&[1, 1, 2, 4]),
         &t(&[1, 1, 3, 4]),
@@ -194,6 +204,7 @@ fn error_q_heads_not_multiple_of_kv_heads() {
             kv_heads: 2
         }
     );
+    says(&e, &["q_heads (3) must be a multiple of kv_heads (2)"]);
 }
 
 #[test]
@@ -210,6 +221,10 @@ fn error_mask_cannot_broadcast() {
         assert!(
             matches!(&e, Error::MaskBroadcast { got, target: [2, 2, 5, 8] } if *got == bad),
             "{e}"
+        );
+        says(
+            &e,
+            &[&format!("mask: shape {bad:?}"), "[2, 2, 5, 8]", "or be 1"],
         );
     }
 }
@@ -231,6 +246,7 @@ fn error_key_lengths_count_and_range() {
             got: 1
         }
     );
+    says(&e, &["one length per batch entry (2), got 1"]);
     let e = run(
         &q,
         &k,
@@ -246,6 +262,7 @@ fn error_key_lengths_count_and_range() {
             kv_len: 8
         }
     );
+    says(&e, &["key_lengths[1] = 9 exceeds kv_len = 8"]);
 }
 
 #[test]
@@ -254,6 +271,7 @@ fn error_non_finite_scale() {
     for s in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
         let e = run(&q, &k, &v, &AttentionOptions::default().scale(s)).unwrap_err();
         assert!(matches!(e, Error::NonFiniteScale(_)), "{e}");
+        says(&e, &["scale must be finite", &s.to_string()]);
     }
 }
 
@@ -272,6 +290,10 @@ fn error_output_shape_and_data_length() {
         matches!(&e, Error::OutputShape { tensor: TensorRole::Output, expected, .. } if *expected == vec![1, 2, 5, 6]),
         "{e}"
     );
+    says(
+        &e,
+        &["out: output shape must be [1, 2, 5, 6], got [1, 2, 5, 4]"],
+    );
     let e = Tensor::from_data(ctx(), &[2, 3], &[1.0; 5]).unwrap_err();
     assert!(
         matches!(
@@ -284,6 +306,7 @@ fn error_output_shape_and_data_length() {
         ),
         "{e}"
     );
+    says(&e, &["shape [2, 3] holds 6 elements, data has 5"]);
 }
 
 #[test]
