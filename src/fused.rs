@@ -7,8 +7,8 @@ use crate::attention::{Problem, Shape};
 use crate::context::Context;
 use crate::error::Result;
 use crate::kernels::{
-    bind_group, flash, mask_and_lengths, params_binding, params_buffer, storage_binding,
-    tensor_binding, FLAG_ACCUMULATE, FLAG_FINALIZE,
+    bind_group, chunk_flags, flash, mask_and_lengths, params_binding, params_buffer,
+    storage_binding, tensor_binding,
 };
 use crate::tensor::Tensor;
 
@@ -133,12 +133,7 @@ pub(crate) fn record(
                 p.i0 = i0 as u32;
                 p.j0 = j0 as u32;
                 p.jn = jn as u32;
-                p.flags = if n > 0 { FLAG_ACCUMULATE } else { 0 }
-                    | if n + 1 == key_chunks.len() {
-                        FLAG_FINALIZE
-                    } else {
-                        0
-                    };
+                p.flags = chunk_flags(n, key_chunks.len());
                 params.push(p);
                 grids.push([nrows.div_ceil(rows_per_group) as u32, nbh as u32, 1]);
             }

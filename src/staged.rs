@@ -12,8 +12,8 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::fused;
 use crate::kernels::{
-    self, bind_group, mask_and_lengths, params_binding, params_buffer, pv, qk, softmax,
-    storage_binding, tensor_binding, Params, FLAG_ACCUMULATE, FLAG_FINALIZE,
+    self, bind_group, chunk_flags, mask_and_lengths, params_binding, params_buffer, pv, qk,
+    softmax, storage_binding, tensor_binding, Params, FLAG_ACCUMULATE,
 };
 use crate::options::AttentionOptions;
 use crate::tensor::Tensor;
@@ -204,12 +204,7 @@ pub(crate) fn record(
                 p.jn = jn as u32;
                 p.d0 = d0 as u32;
                 p.dn = dn as u32;
-                p.flags = if n > 0 { FLAG_ACCUMULATE } else { 0 }
-                    | if n + 1 == d_pieces.len() {
-                        FLAG_FINALIZE
-                    } else {
-                        0
-                    };
+                p.flags = chunk_flags(n, d_pieces.len());
                 params.push(p);
                 steps.push(Step::Qk {
                     param: params.len() - 1,

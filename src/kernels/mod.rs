@@ -139,6 +139,12 @@ pub(crate) fn mask_and_lengths<'a>(
 pub(crate) const FLAG_ACCUMULATE: u32 = 1;
 pub(crate) const FLAG_FINALIZE: u32 = 2;
 
+/// Flags of chunk `n` of `count` that accumulate into one result: every chunk after the first
+/// accumulates, the last finalizes.
+pub(crate) fn chunk_flags(n: usize, count: usize) -> u32 {
+    (if n > 0 { FLAG_ACCUMULATE } else { 0 }) | (if n + 1 == count { FLAG_FINALIZE } else { 0 })
+}
+
 /// A WGSL kernel file and the entry point and bindings one pipeline uses.
 pub(crate) struct KernelSource {
     /// WGSL `enable` directives, which must precede every declaration.
