@@ -377,9 +377,6 @@ fn check_output(t: &Tensor, role: TensorRole, expected: &[usize]) -> Result<()> 
     Ok(())
 }
 
-/// The variant the automatic choice takes for a shape on this adapter: decode for at most 16
-/// queries against at least 1,024 keys, the fused kernel wherever it is specialised (head and
-/// value dims up to 256), the staged path beyond.
 /// The variant a call runs: the caller's, or for `Auto` the adapter's choice by shape. Decode for
 /// few queries against many keys, fused where its kernel is specialised, else staged; thresholds
 /// from the adapter's tuning row, and never a variant the known-issue table marks on the adapter
