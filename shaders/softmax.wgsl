@@ -18,6 +18,28 @@
 @group(0) @binding(2) var<storage, read_write> partials: array<vec2<f32>>;
 @group(0) @binding(3) var<storage, read_write> lse: array<u32>;
 
+// The score row segment a workgroup owns: row r of this dispatch (head bh, query i), keys
+// j_start .. j_stop of it, starting at s[base].
+struct Segment {
+    r: u32,
+    bh: u32,
+    i: u32,
+    base: u32,
+    j_start: u32,
+    j_stop: u32,
+}
+
+fn segment(wid: vec3<u32>, nwg: vec3<u32>) -> Segment {
+    var g: Segment;
+    g.r = wid.z * nwg.y + wid.y;
+    g.bh = p.bh0 + g.r / p.rows;
+    g.i = p.i0 + g.r % p.rows;
+    g.base = (g.bh * p.q_len + g.i - p.s_shift) * p.kv_len;
+    g.j_start = wid.x * SEG;
+    g.j_stop = min(g.j_start + SEG, p.kv_len);
+    return g;
+}
+
 @compute @workgroup_size(WG)
 fn stats(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -25,20 +47,16 @@ fn stats(
     lane: Lane,
 ) {
     let li = lane.li;
-    let r = wid.z * nwg.y + wid.y;
-    if (r >= p.nbh * p.rows) {
+    let g = segment(wid, nwg);
+    // Uniform per workgroup (it depends on wid only), so the barriers below stay uniform.
+    if (g.r >= p.nbh * p.rows) {
         return;
     }
-    let bh = p.bh0 + r / p.rows;
-    let i = p.i0 + r % p.rows;
-    let base = (bh * p.q_len + i - p.s_shift) * p.kv_len;
-    let j_start = wid.x * SEG;
-    let j_stop = min(j_start + SEG, p.kv_len);
     var st = vec2<f32>(MASKED, 0.0);
     for (var t = 0u; t < SEG / WG; t++) {
-        let j = j_start + li + t * WG;
-        if (j < j_stop) {
-            let x = s[base + j];
+        let j = g.j_start + li + t * WG;
+        if (j < g.j_stop) {
+            let x = s[g.base + j];
             if (x > MASKED_BELOW) {
                 if (st.y == 0.0) {
                     st = vec2<f32>(x, 1.0);
@@ -52,7 +70,7 @@ fn stats(
     }
     let total = reduce_stats(st, lane);
     if (li == 0u) {
-        partials[r * p.nseg + wid.x] = total;
+        partials[g.r * p.nseg + wid.x] = total;
     }
 }
 
@@ -63,36 +81,31 @@ fn normalize(
     lane: Lane,
 ) {
     let li = lane.li;
-    let r = wid.z * nwg.y + wid.y;
-    if (r >= p.nbh * p.rows) {
+    let g = segment(wid, nwg);
+    if (g.r >= p.nbh * p.rows) {
         return;
     }
-    let bh = p.bh0 + r / p.rows;
-    let i = p.i0 + r % p.rows;
     var st = vec2<f32>(MASKED, 0.0);
-    for (var g = li; g < p.nseg; g += WG) {
-        st = merge_stats(st, partials[r * p.nseg + g]);
+    for (var n = li; n < p.nseg; n += WG) {
+        st = merge_stats(st, partials[g.r * p.nseg + n]);
     }
     let total = reduce_stats(st, lane);
     let any_key = total.y > 0.0;
     let row_lse = total.x + log(max(total.y, 1.0));
 
-    let base = (bh * p.q_len + i - p.s_shift) * p.kv_len;
-    let j_start = wid.x * SEG;
-    let j_stop = min(j_start + SEG, p.kv_len);
     for (var t = 0u; t < SEG / WG; t++) {
-        let j = j_start + li + t * WG;
-        if (j < j_stop) {
-            let x = s[base + j];
+        let j = g.j_start + li + t * WG;
+        if (j < g.j_stop) {
+            let x = s[g.base + j];
             var pr = 0.0;
             if (any_key && x > MASKED_BELOW) {
                 pr = exp(x - row_lse);
             }
-            s[base + j] = pr;
+            s[g.base + j] = pr;
         }
     }
     if (wid.x == 0u && li == 0u) {
-        lse[bh * p.q_len + i] = select(NEG_INF_BITS, bitcast<u32>(row_lse), any_key);
+        lse[g.bh * p.q_len + g.i] = select(NEG_INF_BITS, bitcast<u32>(row_lse), any_key);
     }
 }
 

@@ -548,12 +548,49 @@ fn run_case(
     }
 }
 
-/// A matrix case's id is its index; a file's is its path.
-fn work_id_of_matrix(id: &str) -> String {
-    if id.parse::<usize>().is_ok() {
-        id.to_string()
-    } else {
-        String::new()
+/// Where a case comes from: the matrix (by index) or a golden-format file.
+enum Source {
+    Matrix(usize),
+    File(String),
+}
+
+/// One problem to run on every configuration: its case, or why its file could not be read.
+struct Work {
+    source: Source,
+    what: String,
+    case: std::result::Result<Case, String>,
+    probs: bool,
+}
+
+impl Work {
+    fn id(&self) -> String {
+        match &self.source {
+            Source::Matrix(n) => n.to_string(),
+            Source::File(f) => f.clone(),
+        }
+    }
+
+    /// The command that reruns this case alone on this configuration.
+    fn repro(&self, set: &Settings, info: &wgpu::AdapterInfo, cfg: Config) -> String {
+        let prefix = format!(
+            "WGPU_BACKEND={} {} --adapter {:?}",
+            info.backend.to_str(),
+            set.command,
+            info.name
+        );
+        match &self.source {
+            Source::Matrix(n) => format!(
+                "{prefix} conformance --size {} --seed {} --only {n} --config {}",
+                format!("{:?}", set.size).to_lowercase(),
+                set.seed,
+                cfg.label()
+            ),
+            // `check` takes the variant; the form comes from the environment.
+            Source::File(f) => format!(
+                "WGPU_ATTENTION_SUBGROUPS={} {prefix} check {f} --variant {}",
+                cfg.subgroups as u8, cfg.variant
+            ),
+        }
     }
 }
 
@@ -566,42 +603,26 @@ pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)
         .filter(|c| set.configs.is_empty() || set.configs.contains(&c.label()))
         .collect();
     let matrix = matrix(set.size, set.seed);
-    let mut work: Vec<(String, String, Case, bool, String)> = Vec::new();
-    let adapter_arg = format!("--adapter {:?}", info.name);
-    let size_arg = format!("{:?}", set.size).to_lowercase();
+    let mut work: Vec<Work> = Vec::new();
     for (n, p) in matrix.into_iter().enumerate() {
-        if !set.only.is_empty() && !set.only.contains(&n) {
-            continue;
+        if set.only.is_empty() || set.only.contains(&n) {
+            work.push(Work {
+                source: Source::Matrix(n),
+                what: p.what,
+                case: Ok(p.case),
+                probs: p.probs,
+            });
         }
-        let repro = format!(
-            "WGPU_BACKEND={} {} {adapter_arg} conformance --size {size_arg} --seed {} --only {n}",
-            info.backend.to_str(),
-            set.command,
-            set.seed
-        );
-        work.push((n.to_string(), p.what, p.case, p.probs, repro));
     }
     for f in &set.files {
-        match Case::load(f) {
-            Ok(c) => {
-                let repro = format!(
-                    "WGPU_BACKEND={} {} {adapter_arg} check {f}",
-                    info.backend.to_str(),
-                    set.command
-                );
-                work.push((f.clone(), c.name.clone(), c, false, repro));
-            }
-            Err(e) => {
-                // An unreadable file is an error of the run, reported like a case.
-                work.push((
-                    f.clone(),
-                    format!("unreadable: {e}"),
-                    Case::random("none", Shape::new(1, 1, 1, 1, 1, 1, 1), 0),
-                    false,
-                    String::new(),
-                ));
-            }
-        }
+        // An unreadable file is an error of the run, reported like a failing case.
+        let case = Case::load(f).map_err(|e| format!("unreadable: {e}"));
+        work.push(Work {
+            source: Source::File(f.clone()),
+            what: case.as_ref().map_or_else(|e| e.clone(), |c| c.name.clone()),
+            case,
+            probs: false,
+        });
     }
 
     let total = work.len() * cfgs.len();
@@ -612,25 +633,17 @@ pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)
     let mut problems = Vec::new();
     let mut known = Vec::new();
     let mut done = 0;
-    for (id, what, case, probs, repro) in &work {
+    for w in &work {
+        let id = w.id();
         for cfg in &cfgs {
             let label = cfg.label();
             let issue = known_issues::find(ctx.known_issues(), &info, cfg.variant, cfg.subgroups);
-            let repro = if id == &work_id_of_matrix(id) {
-                format!("{repro} --config {label}")
-            } else {
-                // `check` takes the variant; the form comes from the environment.
-                format!(
-                    "WGPU_ATTENTION_SUBGROUPS={} {repro} --variant {}",
-                    cfg.subgroups as u8, cfg.variant
-                )
-            };
-            let (mut outcome, report, mut detail) = if what.starts_with("unreadable") {
-                (Outcome::Error, None, what.clone())
-            } else if issue.is_some_and(|k| k.action == Action::Skip) {
-                (Outcome::Skipped, None, String::new())
-            } else {
-                run_case(ctx, case, *cfg, *probs, set.sample_rows)
+            let (mut outcome, report, mut detail) = match &w.case {
+                Err(e) => (Outcome::Error, None, e.clone()),
+                Ok(_) if issue.is_some_and(|k| k.action == Action::Skip) => {
+                    (Outcome::Skipped, None, String::new())
+                }
+                Ok(case) => run_case(ctx, case, *cfg, w.probs, set.sample_rows),
             };
             if let Some(k) = issue {
                 outcome = match outcome {
@@ -661,13 +674,13 @@ pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)
             }
             let result = CaseResult {
                 id: id.clone(),
-                what: what.clone(),
+                what: w.what.clone(),
                 config: label,
                 outcome,
                 max_abs_err: report.as_ref().map(|r| r.max_abs_err),
                 rel_l2: report.as_ref().map(|r| r.rel_l2),
                 detail,
-                repro,
+                repro: w.repro(set, &info, *cfg),
             };
             match outcome {
                 Outcome::Fail | Outcome::Error | Outcome::UnexpectedPass => problems.push(result),

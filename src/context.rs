@@ -167,18 +167,7 @@ impl Context {
                 seen: seen.join(", "),
             });
         };
-        let mut ctx = Self::open(&adapter).await?;
-        // A context just opened has no other handle, so this always applies.
-        if let Some(inner) = Arc::get_mut(&mut ctx.inner) {
-            if let Some(t) = options.tuning {
-                inner.tuning = t;
-                inner.tuning_source = "caller";
-            }
-            let mut issues = options.known_issues;
-            issues.append(&mut inner.known_issues);
-            inner.known_issues = issues;
-        }
-        Ok(ctx)
+        Self::open_with(&adapter, options.tuning, options.known_issues).await
     }
 
     /// Blocking form of [`Context::new`].
@@ -188,6 +177,14 @@ impl Context {
 
     /// Opens a device on a given adapter, with the optional features it has and its own limits.
     pub async fn open(adapter: &wgpu::Adapter) -> Result<Self> {
+        Self::open_with(adapter, None, Vec::new()).await
+    }
+
+    async fn open_with(
+        adapter: &wgpu::Adapter,
+        tuning: Option<Tuning>,
+        known_issues: Vec<KnownIssue>,
+    ) -> Result<Self> {
         let features = adapter.features() & OPTIONAL_FEATURES;
         // The adapter's limits, not wgpu's defaults: bindings above 128 MiB and the full workgroup
         // memory are usable where the hardware has them.
@@ -218,7 +215,14 @@ impl Context {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             eprintln!("wgpu-attention: uncaptured GPU error: {e}");
         }));
-        Ok(Self::wrap(device, queue, adapter.get_info(), lost))
+        Ok(Self::wrap(
+            device,
+            queue,
+            adapter.get_info(),
+            lost,
+            tuning,
+            known_issues,
+        ))
     }
 
     /// Wraps a caller's device and queue. The caller's uncaptured-error handler and device-lost
@@ -226,7 +230,14 @@ impl Context {
     /// lost device from those errors, or from [`Context::mark_lost`].
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let info = device.adapter_info();
-        Self::wrap(device, queue, info, Arc::new(Mutex::new(None)))
+        Self::wrap(
+            device,
+            queue,
+            info,
+            Arc::new(Mutex::new(None)),
+            None,
+            Vec::new(),
+        )
     }
 
     fn wrap(
@@ -234,6 +245,8 @@ impl Context {
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         lost: Arc<Mutex<Option<String>>>,
+        tuning: Option<Tuning>,
+        mut known_issues: Vec<KnownIssue>,
     ) -> Self {
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-attention dummy"),
@@ -241,12 +254,17 @@ impl Context {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let (tuning, tuning_source) = crate::tuning::for_adapter(&info);
+        // The caller's tuning, else the adapter's row; the caller's known issues before the table's.
+        let (tuning, tuning_source) = match tuning {
+            Some(t) => (t, "caller"),
+            None => crate::tuning::for_adapter(&info),
+        };
+        known_issues.extend_from_slice(crate::known_issues::TABLE);
         Context {
             inner: Arc::new(Inner {
                 tuning,
                 tuning_source,
-                known_issues: crate::known_issues::TABLE.to_vec(),
+                known_issues,
                 features: device.features(),
                 limits: device.limits(),
                 device,

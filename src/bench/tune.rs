@@ -97,6 +97,32 @@ fn time_candidates(
         .collect()
 }
 
+/// Times the candidates and records a trial for each; returns their medians (None: failed).
+fn time_and_record(
+    base: &ContextOptions,
+    field: &'static str,
+    cands: &[Candidate],
+    rounds: usize,
+    trials: &mut Vec<Trial>,
+) -> Vec<Option<f64>> {
+    let res = time_candidates(base, cands, rounds);
+    cands
+        .iter()
+        .zip(res)
+        .map(|(c, (ms, err))| {
+            trials.push(Trial {
+                field,
+                value: c.value.clone(),
+                shape: shape_name(&c.cfg.shape),
+                variant: c.cfg.variant.to_string(),
+                median_ms: ms,
+                error: err,
+            });
+            ms
+        })
+        .collect()
+}
+
 fn shape_name(s: &Shape) -> String {
     format!(
         "{}x{}/{}x{}x{}x{}",
@@ -119,29 +145,16 @@ pub fn run(base: &ContextOptions, start: Tuning, adapter: &str, quick: bool) -> 
     };
     let mut best = start;
     let mut trials = Vec::new();
-    let mut pick = |field: &'static str,
-                    cands: Vec<Candidate>,
-                    best: &mut Tuning,
-                    apply: &dyn Fn(&mut Tuning, &Tuning)| {
-        let res = time_candidates(base, &cands, rounds);
-        let mut winner: Option<(f64, usize)> = None;
-        for (n, (c, (ms, err))) in cands.iter().zip(res).enumerate() {
-            if let Some(ms) = ms {
-                if winner.is_none_or(|(w, _)| ms < w) {
-                    winner = Some((ms, n));
-                }
-            }
-            trials.push(Trial {
-                field,
-                value: c.value.clone(),
-                shape: shape_name(&c.cfg.shape),
-                variant: c.cfg.variant.to_string(),
-                median_ms: ms,
-                error: err,
-            });
-        }
+    // Each candidate is `best` with one field changed, so the fastest one becomes `best`.
+    let mut pick = |field: &'static str, cands: Vec<Candidate>, best: &mut Tuning| {
+        let ms = time_and_record(base, field, &cands, rounds, &mut trials);
+        let winner = ms
+            .iter()
+            .enumerate()
+            .filter_map(|(n, m)| m.map(|m| (m, n)))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
         if let Some((_, n)) = winner {
-            apply(best, &cands[n].tuning);
+            *best = cands[n].tuning;
         }
     };
 
@@ -158,9 +171,7 @@ pub fn run(base: &ContextOptions, start: Tuning, adapter: &str, quick: bool) -> 
             cfg: cfg(prefill, Variant::Staged),
         })
         .collect();
-    pick("staged_tile", cands, &mut best, &|b, t| {
-        b.staged_tile = t.staged_tile
-    });
+    pick("staged_tile", cands, &mut best);
 
     // Fused kernel, workgroup-memory form: rows per workgroup, then tile bytes.
     let cands = [32u32, 64, 128]
@@ -174,9 +185,7 @@ pub fn run(base: &ContextOptions, start: Tuning, adapter: &str, quick: bool) -> 
             cfg: cfg(prefill, Variant::Fused),
         })
         .collect();
-    pick("fused_rows", cands, &mut best, &|b, t| {
-        b.fused_rows = t.fused_rows
-    });
+    pick("fused_rows", cands, &mut best);
     let cands = [8u32, 16, 32]
         .iter()
         .map(|&kib| Candidate {
@@ -188,9 +197,7 @@ pub fn run(base: &ContextOptions, start: Tuning, adapter: &str, quick: bool) -> 
             cfg: cfg(prefill, Variant::Fused),
         })
         .collect();
-    pick("fused_tile_bytes", cands, &mut best, &|b, t| {
-        b.fused_tile_bytes = t.fused_tile_bytes
-    });
+    pick("fused_tile_bytes", cands, &mut best);
 
     // Decode threshold: decode against fused at one query, Hq=32 Hkv=8 D=128. The threshold is
     // the shortest key length from which decode won at every longer length tried.
@@ -214,19 +221,9 @@ pub fn run(base: &ContextOptions, start: Tuning, adapter: &str, quick: bool) -> 
                 },
             })
             .collect();
-        let res = time_candidates(base, &cands, rounds);
-        let wins = matches!((res[0].0, res[1].0), (Some(d), Some(f)) if d < f);
+        let ms = time_and_record(base, "decode_min_kv_len", &cands, rounds, &mut trials);
+        let wins = matches!((ms[0], ms[1]), (Some(d), Some(f)) if d < f);
         decode_wins.push((lk, wins));
-        for (c, (ms, err)) in cands.iter().zip(res) {
-            trials.push(Trial {
-                field: "decode_min_kv_len",
-                value: c.value.clone(),
-                shape: shape_name(&c.cfg.shape),
-                variant: c.cfg.variant.to_string(),
-                median_ms: ms,
-                error: err,
-            });
-        }
     }
     let threshold = decode_wins
         .iter()

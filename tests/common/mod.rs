@@ -53,28 +53,14 @@ pub fn ctx() -> &'static Context {
     })
 }
 
-/// Every (variant, subgroups) configuration a test runs: each variant in its workgroup-memory
-/// form; where the adapter has SUBGROUP, the staged variant with subgroup row reductions; and
-/// where its subgroup size is also fixed (lavapipe's is 8), the fused variant's subgroup form.
+/// Every (variant, subgroups) configuration a test runs: the conformance suite's list (each
+/// variant in its workgroup-memory form; where the adapter has SUBGROUP, staged with subgroup row
+/// reductions; where its subgroup size is also fixed, as lavapipe's 8 is, the fused subgroup form).
 pub fn configs() -> Vec<(Variant, Option<bool>)> {
-    let mut c: Vec<(Variant, Option<bool>)> = Variant::CONCRETE
-        .iter()
-        .map(|&v| (v, Some(false)))
-        .collect();
-    if ctx().features().contains(wgpu::Features::SUBGROUP) {
-        c.push((Variant::Staged, Some(true)));
-    }
-    if subgroups_available() {
-        c.push((Variant::Fused, Some(true)));
-    }
-    c
-}
-
-/// Whether the adapter can run the subgroup form of the fused kernel.
-pub fn subgroups_available() -> bool {
-    let c = ctx();
-    let i = c.adapter_info();
-    c.features().contains(wgpu::Features::SUBGROUP) && i.subgroup_min_size == i.subgroup_max_size
+    wgpu_attention::conformance::configs(ctx())
+        .into_iter()
+        .map(|c| (c.variant, Some(c.subgroups)))
+        .collect()
 }
 
 pub fn shape(b: usize, hq: usize, hkv: usize, lq: usize, lk: usize, d: usize, dv: usize) -> Shape {
