@@ -1,50 +1,67 @@
 // Fused path, subgroup form: the same online-softmax attention as flash.wgsl, for adapters whose
 // subgroup size is fixed and known (SG, read from the adapter at run time and baked into the
 // pipeline key). One workgroup is one subgroup of SG invocations; each invocation owns R query
-// rows. A block of SG keys is read with each invocation loading *its own* key's row (every
-// element read is used), then subgroupBroadcast hands each key's row to all invocations in
-// registers. No workgroup memory, no barriers.
+// rows (i_base + r·SG + lane). A block of SG keys is read with each invocation loading *its own*
+// key's row, and subgroupBroadcast hands every key's row to all invocations in registers. No
+// workgroup memory, no barriers.
 //
-// Why: on llvmpipe a load inside a loop runs lane by lane with a bounds check per element
-// (about 8 cycles each), so a tile read from workgroup memory by all lanes costs SG times its
-// useful work. Here each element is loaded once per subgroup and reused R times per lane.
+// The statements marked `//@gen` are generated on the host (kernels::flash::expand_subgroup) for
+// the exact head dims DK and DV and for R: every per-row and per-element value is a named scalar
+// or vec4, every index a literal. Why: llvmpipe runs one SIMD lane per invocation, so a private
+// array indexed in a loop that its compiler leaves rolled becomes a per-lane gather and scatter,
+// and each storage load inside a loop becomes a per-lane scalar loop with a bounds check (see
+// docs/PERFORMANCE.md, optimisation log 11). Spelled out, the hot loop is loads of whole vec4s,
+// broadcasts and FMAs, and each loaded element serves R rows.
 //
 // Specialization constants (header): SG (subgroup size = workgroup size), R (rows per
-// invocation), DK, DV (padded to multiples of 4).
+// invocation), DK, DV (exact head and value dims; K and V are read as rows of vec4 when their dim
+// is a multiple of 4), MASK (the mask kind: 0 none, 1 bool, 2 additive).
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+// q, k, v and o: arrays of vec4 rows where their dim is a multiple of 4, else of scalars.
+//@gen bindings
 @group(0) @binding(5) var<storage, read_write> ml: array<vec2<f32>>;
 @group(0) @binding(6) var<storage, read_write> lse: array<u32>;
 @group(0) @binding(7) var<storage, read> mask: array<f32>;
 @group(0) @binding(8) var<storage, read> key_lengths: array<u32>;
 
-const DK4: u32 = DK / 4u;
-const DV4: u32 = DV / 4u;
-
-fn load_row4(is_k: bool, base: u32, d0: u32, n: u32) -> vec4<f32> {
-    var x = vec4<f32>(0.0);
-    if (d0 + 3u < n) {
-        if (is_k) {
-            x = vec4<f32>(k[base + d0], k[base + d0 + 1u], k[base + d0 + 2u], k[base + d0 + 3u]);
+// Score of query i against key j after clamping, causal masking, key lengths and the mask:
+// MASKED when the key is not kept.
+fn masked_score(s: f32, b: u32, h: u32, i: u32, j: u32, j_stop: u32) -> f32 {
+    var sc = clamp(s, -SCORE_LIMIT, SCORE_LIMIT);
+    var kept = j < j_stop;
+    if (p.causal != 0u) {
+        kept = kept && (i32(j) - i32(i) <= p.causal_offset);
+    }
+    // MASK (a constant: the mask's load is compiled only into pipelines for masked calls).
+    if (MASK != 0u) {
+        let mi = b * p.mask_sb + h * p.mask_sh + min(i, p.q_len - 1u) * p.mask_sq
+            + min(j, p.kv_len - 1u) * p.mask_sk;
+        let mv = mask[mi];
+        if (MASK == 1u) {
+            kept = kept && (mv != 0.0);
         } else {
-            x = vec4<f32>(v[base + d0], v[base + d0 + 1u], v[base + d0 + 2u], v[base + d0 + 3u]);
-        }
-    } else {
-        for (var c = 0u; c < 4u; c++) {
-            if (d0 + c < n) {
-                if (is_k) {
-                    x[c] = k[base + d0 + c];
-                } else {
-                    x[c] = v[base + d0 + c];
-                }
-            }
+            sc = clamp(sc + mv, -SCORE_LIMIT, SCORE_LIMIT);
         }
     }
-    return x;
+    return select(MASKED, sc, kept);
+}
+
+// Online-softmax step of one row given the block's largest score: updates m and l (rescaled)
+// and returns (alpha, m_ref): the factor for the old accumulator and the reference the block's
+// probabilities are taken against. Branch-free, as in flash.wgsl.
+fn online_step(m: ptr<function, f32>, l: ptr<function, f32>, tmax: f32) -> vec2<f32> {
+    let has = tmax > MASKED_BELOW;
+    let m_new = select(*m, select(tmax, max(*m, tmax), *l > 0.0), has);
+    let alpha = exp(select(m_new, *m, *l > 0.0) - m_new);
+    *l *= alpha;
+    *m = m_new;
+    return vec2<f32>(alpha, select(m_new, 0.0, m_new < MASKED_BELOW));
+}
+
+// exp(s - m_ref) for a kept score, 0 for a masked one.
+fn prob(s: f32, m_ref: f32) -> f32 {
+    return select(0.0, exp(max(s, MASKED_BELOW) - m_ref), s > MASKED_BELOW);
 }
 
 @compute @workgroup_size(SG)
@@ -58,48 +75,12 @@ fn main(
     let kvh = h / p.group;
     // p.i0: first query row of this dispatch (the host splits rows to bound each dispatch's work).
     let i_base = p.i0 + wid.x * SG * R;
-    let k_off = (b * p.kv_heads + kvh) * p.kv_len * p.head_dim;
-    let v_off = (b * p.kv_heads + kvh) * p.kv_len * p.value_dim;
+    // First K and V rows of this (batch, kv head).
+    let kv_row0 = (b * p.kv_heads + kvh) * p.kv_len;
+    let accumulate = (p.flags & FLAG_ACCUMULATE) != 0u;
 
-    var qv: array<array<vec4<f32>, DK4>, R>;
-    var acc: array<array<vec4<f32>, DV4>, R>;
-    var m: array<f32, R>;
-    var l: array<f32, R>;
-    for (var r = 0u; r < R; r++) {
-        let i = i_base + r * SG + lane;
-        let row = bh * p.q_len + min(i, p.q_len - 1u);
-        let ok = i < p.q_len;
-        for (var t = 0u; t < DK4; t++) {
-            var x = vec4<f32>(0.0);
-            for (var c = 0u; c < 4u; c++) {
-                let d = 4u * t + c;
-                if (d < p.head_dim && ok) {
-                    x[c] = q[row * p.head_dim + d];
-                }
-            }
-            qv[r][t] = x * p.scale;
-        }
-        m[r] = MASKED;
-        l[r] = 0.0;
-        for (var t = 0u; t < DV4; t++) {
-            acc[r][t] = vec4<f32>(0.0);
-        }
-        if ((p.flags & FLAG_ACCUMULATE) != 0u && ok) {
-            let st = ml[row];
-            m[r] = st.x;
-            l[r] = st.y;
-            for (var t = 0u; t < DV4; t++) {
-                var x = vec4<f32>(0.0);
-                for (var c = 0u; c < 4u; c++) {
-                    let e = 4u * t + c;
-                    if (e < p.value_dim) {
-                        x[c] = o[row * p.value_dim + e];
-                    }
-                }
-                acc[r][t] = x;
-            }
-        }
-    }
+    // Per row r: its index i_r, its storage row, q in registers, m, l and the accumulator.
+    //@gen prologue
 
     var j_stop = p.j0 + p.jn;
     if (p.has_key_lengths != 0u) {
@@ -112,105 +93,28 @@ fn main(
     }
 
     for (var jb = p.j0; jb < j_stop; jb += SG) {
-        // This invocation's key: its K row is loaded once and broadcast to the subgroup.
-        let jl = min(jb + lane, p.kv_len - 1u);
-        var s: array<array<f32, SG>, R>;
-        for (var r = 0u; r < R; r++) {
-            for (var c = 0u; c < SG; c++) {
-                s[r][c] = 0.0;
-            }
-        }
-        for (var t = 0u; t < DK4; t++) {
-            let kx = load_row4(true, k_off + jl * p.head_dim, 4u * t, p.head_dim);
-            let kb = broadcast_all(kx);
-            for (var c = 0u; c < SG; c++) {
-                let kc = kb[c];
-                for (var r = 0u; r < R; r++) {
-                    s[r][c] += dot(qv[r][t], kc);
-                }
-            }
-        }
-        // Masks, then the online-softmax update of each row (branch-free, as in flash.wgsl).
-        var pr: array<array<f32, SG>, R>;
-        for (var r = 0u; r < R; r++) {
-            let i = i_base + r * SG + lane;
-            var tmax = MASKED;
-            for (var c = 0u; c < SG; c++) {
-                let j = jb + c;
-                var sc = clamp(s[r][c], -SCORE_LIMIT, SCORE_LIMIT);
-                var kept = j < j_stop;
-                if (p.causal != 0u) {
-                    kept = kept && (i32(j) - i32(i) <= p.causal_offset);
-                }
-                if (p.mask_kind != 0u) {
-                    let mi = b * p.mask_sb + h * p.mask_sh + min(i, p.q_len - 1u) * p.mask_sq
-                        + min(j, p.kv_len - 1u) * p.mask_sk;
-                    let mv = mask[mi];
-                    if (p.mask_kind == 1u) {
-                        kept = kept && (mv != 0.0);
-                    } else {
-                        sc = clamp(sc + mv, -SCORE_LIMIT, SCORE_LIMIT);
-                    }
-                }
-                s[r][c] = select(MASKED, sc, kept);
-                tmax = max(tmax, s[r][c]);
-            }
-            let has = tmax > MASKED_BELOW;
-            let m_new = select(m[r], select(tmax, max(m[r], tmax), l[r] > 0.0), has);
-            let alpha = exp(select(m_new, m[r], l[r] > 0.0) - m_new);
-            let m_ref = select(m_new, 0.0, m_new < MASKED_BELOW);
-            l[r] *= alpha;
-            for (var t = 0u; t < DV4; t++) {
-                acc[r][t] *= alpha;
-            }
-            for (var c = 0u; c < SG; c++) {
-                let pc = select(0.0, exp(max(s[r][c], MASKED_BELOW) - m_ref), s[r][c] > MASKED_BELOW);
-                pr[r][c] = pc;
-                l[r] += pc;
-            }
-            m[r] = m_new;
-        }
-        for (var t = 0u; t < DV4; t++) {
-            let vx = load_row4(false, v_off + jl * p.value_dim, 4u * t, p.value_dim);
-            let vb = broadcast_all(vx);
-            for (var c = 0u; c < SG; c++) {
-                let vc = vb[c];
-                for (var r = 0u; r < R; r++) {
-                    acc[r][t] = fma(vec4<f32>(pr[r][c]), vc, acc[r][t]);
-                }
-            }
-        }
+        // This invocation's key, clamped into range (its scores are masked past j_stop).
+        let kr = kv_row0 + min(jb + lane, p.kv_len - 1u);
+        // Scores s_r_c of row r against key jb + c, masks, the online update, then P·V.
+        //@gen block
     }
 
-    for (var r = 0u; r < R; r++) {
-        let i = i_base + r * SG + lane;
-        if (i >= p.q_len) {
-            continue;
-        }
-        let row = bh * p.q_len + i;
-        if ((p.flags & FLAG_FINALIZE) != 0u) {
-            let any_key = l[r] > 0.0;
-            let inv = select(0.0, 1.0 / l[r], any_key);
-            for (var t = 0u; t < DV4; t++) {
-                let x = acc[r][t] * inv;
-                for (var c = 0u; c < 4u; c++) {
-                    let e = 4u * t + c;
-                    if (e < p.value_dim) {
-                        o[row * p.value_dim + e] = x[c];
-                    }
-                }
-            }
-            lse[row] = select(NEG_INF_BITS, bitcast<u32>(m[r] + log(max(l[r], 1e-30))), any_key);
-        } else {
-            for (var t = 0u; t < DV4; t++) {
-                for (var c = 0u; c < 4u; c++) {
-                    let e = 4u * t + c;
-                    if (e < p.value_dim) {
-                        o[row * p.value_dim + e] = acc[r][t][c];
-                    }
-                }
-            }
-            ml[row] = vec2<f32>(m[r], l[r]);
-        }
+    let finalize = (p.flags & FLAG_FINALIZE) != 0u;
+    //@gen epilogue
+}
+
+// The epilogue of one row: the normalized output and lse on the last key chunk, else the raw
+// accumulator and (m, l) for the next chunk. Called with the row's accumulator one vec4 at a
+// time by the generated code, so here only the per-row parts.
+fn finish_row(row: u32, m: f32, l: f32, finalize: bool) {
+    if (finalize) {
+        lse[row] = select(NEG_INF_BITS, bitcast<u32>(m + log(max(l, 1e-30))), l > 0.0);
+    } else {
+        ml[row] = vec2<f32>(m, l);
     }
+}
+
+// The factor the accumulator is written with: 1/l on the last chunk (0 for a row with no key).
+fn out_factor(l: f32, finalize: bool) -> f32 {
+    return select(1.0, select(0.0, 1.0 / l, l > 0.0), finalize);
 }

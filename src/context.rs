@@ -314,7 +314,7 @@ impl Context {
         let i = &self.inner.info;
         let l = &self.inner.limits;
         format!(
-            "adapter: {} ({:?}, {:?})\ndriver: {} {}\nfeatures: {:?}\nsubgroup size: {}..{}\nlimits: max_storage_buffer_binding_size={} max_buffer_size={} max_compute_workgroup_storage_size={} max_compute_invocations_per_workgroup={} max_compute_workgroups_per_dimension={} min_uniform_buffer_offset_alignment={}",
+            "adapter: {} ({:?}, {:?})\ndriver: {} {}\nfeatures: {:?}\nsubgroup size: {}..{}\nlimits: max_storage_buffer_binding_size={} max_buffer_size={} max_uniform_buffer_binding_size={} max_compute_workgroup_storage_size={} max_compute_invocations_per_workgroup={} max_compute_workgroups_per_dimension={} min_uniform_buffer_offset_alignment={}",
             i.name,
             i.backend,
             i.device_type,
@@ -325,6 +325,7 @@ impl Context {
             i.subgroup_max_size,
             l.max_storage_buffer_binding_size,
             l.max_buffer_size,
+            l.max_uniform_buffer_binding_size,
             l.max_compute_workgroup_storage_size,
             l.max_compute_invocations_per_workgroup,
             l.max_compute_workgroups_per_dimension,

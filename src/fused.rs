@@ -93,17 +93,30 @@ pub(crate) fn record(
     max_dispatch_work: Option<u64>,
 ) -> Result<()> {
     let s = prob.shape;
-    let spec = flash::spec(ctx.tuning().0, s.head_dim, s.value_dim);
-    let sg = subgroup_size(ctx, subgroups);
-    let kernel = match sg {
-        Some(sg) => ctx.kernel(&flash::SUBGROUP_SOURCE, flash::subgroup_key(spec, sg, 1))?,
-        None => ctx.kernel(&flash::SOURCE, flash::key(spec))?,
+    let tuning = ctx.tuning().0;
+    let spec = flash::spec(tuning, s.head_dim, s.value_dim);
+    // The subgroup form where the adapter has a fixed subgroup size and its generated loop is
+    // not too long for these dims; else the workgroup-memory form.
+    let sg = subgroup_size(ctx, subgroups).and_then(|sg| {
+        flash::subgroup_rows(tuning, sg, s.head_dim, s.value_dim, s.q_len).map(|r| (sg, r))
+    });
+    let (kernel, rows_per_group, kc) = match sg {
+        Some((sg, r)) => (
+            ctx.kernel(
+                &flash::SUBGROUP_SOURCE,
+                flash::subgroup_key(sg, r, s.head_dim, s.value_dim, prob.params().mask_kind),
+            )?,
+            (sg * r) as usize,
+            flash::subgroup_keys_per_dispatch(sg),
+        ),
+        None => (
+            ctx.kernel(&flash::SOURCE, flash::key(spec))?,
+            spec.bq as usize,
+            flash::keys_per_dispatch(spec),
+        ),
     };
-    // One row per invocation: more rows per invocation (R = 2, 4) measured slower on lavapipe.
-    let rows_per_group = sg.unwrap_or(spec.bq) as usize;
     let max_wg = ctx.limits().max_compute_workgroups_per_dimension as usize;
     let heads = s.batch * s.q_heads;
-    let kc = flash::keys_per_dispatch(spec);
     let key_chunks: Vec<(usize, usize)> = (0..s.kv_len)
         .step_by(kc)
         .map(|j0| (j0, kc.min(s.kv_len - j0)))

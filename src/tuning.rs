@@ -51,6 +51,10 @@ pub struct Tuning {
     /// Fused kernel, workgroup-memory form: bytes of workgroup memory for one K tile and one V
     /// tile together; the keys per tile follow from the head dims (a power of two, 4 to 32).
     pub fused_tile_bytes: u32,
+    /// Fused kernel, subgroup form: query rows per invocation (each loaded key element serves
+    /// this many rows). Fewer are used for short query blocks and where the generated loop would
+    /// grow too long (`kernels::flash::subgroup_rows`).
+    pub fused_sg_rows: u32,
     /// Automatic choice: the decode path for at most this many query rows ...
     pub decode_max_q_len: u32,
     /// ... and at least this many keys.
@@ -65,6 +69,7 @@ impl Default for Tuning {
             staged_tile: crate::kernels::DEFAULT_TILE,
             fused_rows: 64,
             fused_tile_bytes: 16 * 1024,
+            fused_sg_rows: 1,
             decode_max_q_len: 16,
             decode_min_kv_len: 1024,
         }
@@ -98,6 +103,7 @@ pub const TABLE: &[TuningRow] = &[
             staged_tile: crate::kernels::DEFAULT_TILE,
             fused_rows: 128,
             fused_tile_bytes: 32 * 1024,
+            fused_sg_rows: 4,
             decode_max_q_len: 16,
             decode_min_kv_len: 512,
         },
@@ -110,6 +116,7 @@ pub const TABLE: &[TuningRow] = &[
             staged_tile: crate::kernels::DEFAULT_TILE,
             fused_rows: 64,
             fused_tile_bytes: 16 * 1024,
+            fused_sg_rows: 1,
             decode_max_q_len: 16,
             decode_min_kv_len: 1024,
         },

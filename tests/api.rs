@@ -586,6 +586,7 @@ fn callers_tuning_is_used_and_results_stay_correct() {
         },
         fused_rows: 32,
         fused_tile_bytes: 8 * 1024,
+        fused_sg_rows: 2,
         decode_max_q_len: 16,
         decode_min_kv_len: 1 << 20,
     };

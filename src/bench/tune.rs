@@ -131,7 +131,16 @@ fn shape_name(s: &Shape) -> String {
 }
 
 /// Runs the autotune. `quick` uses shorter sequences (about a minute on lavapipe).
-pub fn run(base: &ContextOptions, start: Tuning, adapter: &str, quick: bool) -> TuneResult {
+///
+/// `subgroup_form`: the adapter runs the fused kernel's subgroup form (a fixed subgroup size),
+/// whose rows per invocation are tuned too.
+pub fn run(
+    base: &ContextOptions,
+    start: Tuning,
+    adapter: &str,
+    quick: bool,
+    subgroup_form: bool,
+) -> TuneResult {
     let rounds = 3;
     let l = if quick { 512 } else { 1024 };
     let prefill = Shape::new(1, 8, 8, l, l, 64, 64);
@@ -199,6 +208,25 @@ pub fn run(base: &ContextOptions, start: Tuning, adapter: &str, quick: bool) -> 
         .collect();
     pick("fused_tile_bytes", cands, &mut best);
 
+    // Fused kernel, subgroup form: query rows per invocation.
+    if subgroup_form {
+        let cands = [1u32, 2, 4, 8]
+            .iter()
+            .map(|&r| Candidate {
+                value: r.to_string(),
+                tuning: Tuning {
+                    fused_sg_rows: r,
+                    ..best
+                },
+                cfg: Config {
+                    subgroups: Some(true),
+                    ..cfg(prefill, Variant::Fused)
+                },
+            })
+            .collect();
+        pick("fused_sg_rows", cands, &mut best);
+    }
+
     // Decode threshold: decode against fused at one query, Hq=32 Hkv=8 D=128. The threshold is
     // the shortest key length from which decode won at every longer length tried.
     let lens: &[usize] = if quick {
@@ -236,12 +264,13 @@ pub fn run(base: &ContextOptions, start: Tuning, adapter: &str, quick: bool) -> 
 
     let t = best;
     let row = format!(
-        "TuningRow {{\n    adapter: AdapterPattern {{ name: {adapter:?}, ..AdapterPattern::ANY }},\n    tuning: Tuning {{\n        staged_tile: Tile {{ tm: {}, tn: {}, tk: {} }},\n        fused_rows: {},\n        fused_tile_bytes: {},\n        decode_max_q_len: {},\n        decode_min_kv_len: {},\n    }},\n    source: \"attn-bench tune\",\n}},",
+        "TuningRow {{\n    adapter: AdapterPattern {{ name: {adapter:?}, ..AdapterPattern::ANY }},\n    tuning: Tuning {{\n        staged_tile: Tile {{ tm: {}, tn: {}, tk: {} }},\n        fused_rows: {},\n        fused_tile_bytes: {},\n        fused_sg_rows: {},\n        decode_max_q_len: {},\n        decode_min_kv_len: {},\n    }},\n    source: \"attn-bench tune\",\n}},",
         t.staged_tile.tm,
         t.staged_tile.tn,
         t.staged_tile.tk,
         t.fused_rows,
         t.fused_tile_bytes,
+        t.fused_sg_rows,
         t.decode_max_q_len,
         t.decode_min_kv_len
     );

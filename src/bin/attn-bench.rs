@@ -787,7 +787,10 @@ fn cmd_tune(cli: &Cli, ctx: &Context, quick: bool, json: Option<&str>) -> ExitCo
         backends: Some(wgpu::Backends::from(ctx.adapter_info().backend)),
         ..Default::default()
     };
-    let r = bench::tune::run(&base, *start, &ctx.adapter_info().name, quick);
+    let info = ctx.adapter_info();
+    let subgroup_form = ctx.features().contains(wgpu::Features::SUBGROUP)
+        && info.subgroup_min_size == info.subgroup_max_size;
+    let r = bench::tune::run(&base, *start, &info.name, quick, subgroup_form);
     println!(
         "{:<18} {:>10} {:<22} {:<8} {:>10}  error",
         "field", "value", "shape", "variant", "median ms"

@@ -21,6 +21,7 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
         Binding::Read,      // mask (dummy when absent)
         Binding::Read,      // key_lengths (dummy when absent)
     ],
+    expand: None,
 };
 
 pub(crate) const SUBGROUP_SOURCE: KernelSource = KernelSource {
@@ -30,6 +31,7 @@ pub(crate) const SUBGROUP_SOURCE: KernelSource = KernelSource {
     source: include_str!("../../shaders/flash_subgroup.wgsl"),
     entry: "main",
     bindings: SOURCE.bindings,
+    expand: Some(expand_subgroup),
 };
 
 /// Largest head or value dim the fused kernel is specialised for.
@@ -95,13 +97,247 @@ pub(crate) fn keys_per_dispatch(s: Spec) -> usize {
     (tiles * s.bk) as usize
 }
 
-pub(crate) fn subgroup_key(s: Spec, sg: u32, r: u32) -> PipelineKey {
+/// Largest generated hot loop of the subgroup form, in broadcast-and-multiply steps per key block
+/// (SG keys x (DK/4 + DV/4) vec4s x R rows). Rows per invocation are halved to fit it, and beyond
+/// it at one row the workgroup-memory form runs instead (64- or 128-wide subgroups at large head
+/// dims). Compile time grows with it: on lavapipe 1,024 steps compile in about 5 s, 2,048 in
+/// about 18 s and 4,096 in about 70 s (head dims 64, 128 and 256 at 4 rows; PERFORMANCE.md, log 11).
+pub(crate) const SUBGROUP_MAX_STEPS: u32 = 1024;
+
+/// Rows per invocation of the subgroup form for this problem: the tuning row's `fused_sg_rows`
+/// rounded down to a power of two, no more than the query rows need (so a short query block does not run empty rows), one where
+/// a dim is not a multiple of 4 (its rows are read element by element, which makes the code
+/// long and slow to compile), and halved until the generated loop fits [`SUBGROUP_MAX_STEPS`].
+/// `None` when even one row does not fit.
+pub(crate) fn subgroup_rows(
+    t: &Tuning,
+    sg: u32,
+    head_dim: usize,
+    value_dim: usize,
+    q_len: usize,
+) -> Option<u32> {
+    let steps = sg * (head_dim.div_ceil(4) + value_dim.div_ceil(4)) as u32;
+    let mut r = t
+        .fused_sg_rows
+        .clamp(1, 16)
+        .min(q_len.div_ceil(sg as usize).max(1) as u32);
+    if head_dim % 4 != 0 || value_dim % 4 != 0 {
+        r = 1;
+    }
+    // Powers of two only, so that query lengths share pipelines.
+    r = 1 << (31 - r.leading_zeros());
+    while r > 1 && steps * r > SUBGROUP_MAX_STEPS {
+        r /= 2;
+    }
+    (steps * r <= SUBGROUP_MAX_STEPS).then_some(r)
+}
+
+/// The subgroup form is specialised for the exact dims (its loads and stores of the dims' tails
+/// are decided when the code is generated), not the padded ones of the workgroup form.
+/// `mask` is the mask kind (`Params::mask_kind`): the mask's load is compiled in only where a
+/// call has one.
+pub(crate) fn subgroup_key(
+    sg: u32,
+    r: u32,
+    head_dim: usize,
+    value_dim: usize,
+    mask: u32,
+) -> PipelineKey {
     PipelineKey {
         name: SUBGROUP_SOURCE.name,
-        constants: vec![("SG", sg), ("R", r), ("DK", s.dk), ("DV", s.dv)],
+        constants: vec![
+            ("SG", sg),
+            ("R", r),
+            ("DK", head_dim as u32),
+            ("DV", value_dim as u32),
+            ("MASK", mask),
+        ],
     }
 }
 
+/// Keys one dispatch of the subgroup form covers: its only loop runs once per block of SG keys,
+/// so 2,048 blocks per dispatch keep every invocation far below lavapipe's 65,535-trip limiter.
+pub(crate) fn subgroup_keys_per_dispatch(sg: u32) -> usize {
+    sg as usize * 2048
+}
+
+/// Generates the `//@gen` parts of `shaders/flash_subgroup.wgsl` for its key's SG, R, DK and DV:
+/// every per-row and per-element value becomes a named variable and every index a literal (the
+/// file's header comment says why).
+pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -> String {
+    let get = |name: &str| {
+        constants
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("flash_subgroup needs the constant {name}"))
+    };
+    let (sg, r, dk, dv) = (get("SG"), get("R"), get("DK"), get("DV"));
+    let mut out = String::with_capacity(source.len() + 4096 * r as usize);
+    for line in source.lines() {
+        let Some(name) = line.trim().strip_prefix("//@gen ") else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let code = match name.trim() {
+            "bindings" => gen_bindings(dk, dv),
+            "prologue" => gen_prologue(sg, r, dk, dv),
+            "block" => gen_block(sg, r, dk, dv),
+            "epilogue" => gen_epilogue(r, dv),
+            other => panic!("flash_subgroup.wgsl: unknown generated part {other}"),
+        };
+        out.push_str(&code);
+    }
+    out
+}
+
+/// Q, K, V and O as rows of vec4 when their dim is a multiple of 4 (one load or store per 4
+/// elements), else as scalars.
+fn gen_bindings(dk: u32, dv: u32) -> String {
+    let ty = |d: u32| if d % 4 == 0 { "vec4<f32>" } else { "f32" };
+    format!(
+        "@group(0) @binding(1) var<storage, read> q: array<{}>;\n\
+         @group(0) @binding(2) var<storage, read> k: array<{}>;\n\
+         @group(0) @binding(3) var<storage, read> v: array<{}>;\n\
+         @group(0) @binding(4) var<storage, read_write> o: array<{}>;\n",
+        ty(dk),
+        ty(dk),
+        ty(dv),
+        ty(dv)
+    )
+}
+
+/// Elements 4t..4t+3 of row `row` of `buf` (a dim of `d`): one vec4 load, or the scalars that
+/// exist with zeros past the dim (decided here, so no bounds test runs in the loop).
+fn row_vec4(buf: &str, row: &str, d: u32, t: u32) -> String {
+    if d % 4 == 0 {
+        return format!("{buf}[{row} * {}u + {t}u]", d / 4);
+    }
+    let parts: Vec<String> = (0..4)
+        .map(|c| {
+            let e = 4 * t + c;
+            if e < d {
+                format!("{buf}[{row} * {d}u + {e}u]")
+            } else {
+                "0.0".to_string()
+            }
+        })
+        .collect();
+    format!("vec4<f32>({})", parts.join(", "))
+}
+
+/// Stores `x` as elements 4t..4t+3 of row `row` of `o` (a dim of `d`): one vec4 store, or the
+/// scalars that exist.
+fn store_row_vec4(row: &str, d: u32, t: u32, x: &str) -> String {
+    if d % 4 == 0 {
+        return format!("        o[{row} * {}u + {t}u] = {x};\n", d / 4);
+    }
+    (0..4)
+        .filter(|c| 4 * t + c < d)
+        .map(|c| format!("        o[{row} * {d}u + {}u] = ({x})[{c}];\n", 4 * t + c))
+        .collect()
+}
+
+fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32) -> String {
+    let (dk4, dv4) = (dk.div_ceil(4), dv.div_ceil(4));
+    let mut c = String::new();
+    for r in 0..r {
+        // Rows past q_len read the last row (in bounds) and are never written.
+        c += &format!(
+            "    let i{r} = i_base + {}u + lane;\n    let ok{r} = i{r} < p.q_len;\n    \
+             let row{r} = bh * p.q_len + min(i{r}, p.q_len - 1u);\n",
+            r * sg
+        );
+        for t in 0..dk4 {
+            c += &format!(
+                "    let q{r}_{t} = {} * p.scale;\n",
+                row_vec4("q", &format!("row{r}"), dk, t)
+            );
+        }
+        c += &format!("    var m{r} = MASKED;\n    var l{r} = 0.0;\n");
+        for t in 0..dv4 {
+            c += &format!("    var a{r}_{t} = vec4<f32>(0.0);\n");
+        }
+        c += &format!(
+            "    if (accumulate && ok{r}) {{\n        let st = ml[row{r}];\n        \
+             m{r} = st.x;\n        l{r} = st.y;\n"
+        );
+        for t in 0..dv4 {
+            c += &format!(
+                "        a{r}_{t} = {};\n",
+                row_vec4("o", &format!("row{r}"), dv, t)
+            );
+        }
+        c += "    }\n";
+    }
+    c
+}
+
+fn gen_block(sg: u32, r: u32, dk: u32, dv: u32) -> String {
+    let (dk4, dv4) = (dk.div_ceil(4), dv.div_ceil(4));
+    let mut c = String::new();
+    // Q·Kᵀ: each vec4 of this invocation's key row is loaded once and broadcast; every broadcast
+    // serves R rows.
+    for t in 0..dk4 {
+        c += &format!("        let kx{t} = {};\n", row_vec4("k", "kr", dk, t));
+        for l in 0..sg {
+            c += &format!("        let k{t}_{l} = subgroupBroadcast(kx{t}, {l}u);\n");
+            for r in 0..r {
+                if t == 0 {
+                    c += &format!("        var s{r}_{l} = dot(q{r}_0, k0_{l});\n");
+                } else {
+                    c += &format!("        s{r}_{l} += dot(q{r}_{t}, k{t}_{l});\n");
+                }
+            }
+        }
+    }
+    // Masks and the online-softmax update of each row.
+    for r in 0..r {
+        let mut tmax = format!("s{r}_0");
+        for l in 0..sg {
+            c += &format!(
+                "        s{r}_{l} = masked_score(s{r}_{l}, b, h, i{r}, jb + {l}u, j_stop);\n"
+            );
+            if l > 0 {
+                tmax = format!("max({tmax}, s{r}_{l})");
+            }
+        }
+        c += &format!("        let st{r} = online_step(&m{r}, &l{r}, {tmax});\n");
+        let mut sum = Vec::new();
+        for l in 0..sg {
+            c += &format!("        let p{r}_{l} = prob(s{r}_{l}, st{r}.y);\n");
+            sum.push(format!("p{r}_{l}"));
+        }
+        c += &format!("        l{r} += {};\n", sum.join(" + "));
+        for t in 0..dv4 {
+            c += &format!("        a{r}_{t} *= st{r}.x;\n");
+        }
+    }
+    // P·V, the same way as Q·Kᵀ.
+    for t in 0..dv4 {
+        c += &format!("        let vx{t} = {};\n", row_vec4("v", "kr", dv, t));
+        for l in 0..sg {
+            c += &format!("        let v{t}_{l} = subgroupBroadcast(vx{t}, {l}u);\n");
+            for r in 0..r {
+                c += &format!("        a{r}_{t} = fma(vec4<f32>(p{r}_{l}), v{t}_{l}, a{r}_{t});\n");
+            }
+        }
+    }
+    c
+}
+
+fn gen_epilogue(r: u32, dv: u32) -> String {
+    let mut c = String::new();
+    for r in 0..r {
+        c += &format!("    if (ok{r}) {{\n        let f{r} = out_factor(l{r}, finalize);\n");
+        for t in 0..dv.div_ceil(4) {
+            c += &store_row_vec4(&format!("row{r}"), dv, t, &format!("a{r}_{t} * f{r}"));
+        }
+        c += &format!("        finish_row(row{r}, m{r}, l{r}, finalize);\n    }}\n");
+    }
+    c
+}
 pub(crate) fn key(s: Spec) -> PipelineKey {
     PipelineKey {
         name: SOURCE.name,

@@ -15,6 +15,7 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
         Binding::ReadWrite, // o
         Binding::ReadWrite, // lse
     ],
+    expand: None,
 };
 
 pub(crate) const WG: u32 = 64;

@@ -153,6 +153,9 @@ pub(crate) struct KernelSource {
     pub source: &'static str,
     pub entry: &'static str,
     pub bindings: &'static [Binding],
+    /// Code generation for kernels that spell out their hot loop: given the source and the
+    /// pipeline key's constants, returns the source with its `//@gen NAME` lines replaced.
+    pub expand: Option<fn(&str, &[(&'static str, u32)]) -> String>,
 }
 
 impl KernelSource {
@@ -165,22 +168,11 @@ impl KernelSource {
         for (name, value) in constants {
             code.push_str(&format!("const {name}: u32 = {value}u;\n"));
         }
-        // Kernels on subgroups get `broadcast_all(x)`, every lane's value at once: WGSL's
-        // subgroupBroadcast needs a constant lane, so the lanes are spelled out here with literal
-        // indices, whatever the caller's loops. (A `switch` on the loop index instead measured no
-        // faster than workgroup memory on lavapipe, presumably because that loop stays rolled.)
-        if let Some((_, sg)) = constants.iter().find(|(n, _)| *n == "SG") {
-            code.push_str(&format!("fn broadcast_all(x: vec4<f32>) -> array<vec4<f32>, {sg}> {{\n    return array<vec4<f32>, {sg}>("));
-            for l in 0..*sg {
-                code.push_str(&format!(
-                    "{}subgroupBroadcast(x, {l}u)",
-                    if l > 0 { ", " } else { "" }
-                ));
-            }
-            code.push_str(");\n}\n");
-        }
         code.push('\n');
-        code.push_str(self.source);
+        match self.expand {
+            Some(expand) => code.push_str(&expand(self.source, constants)),
+            None => code.push_str(self.source),
+        }
         code
     }
 }
@@ -211,11 +203,11 @@ pub fn all_sources() -> Vec<(String, String)> {
         (&merge::SOURCE, merge::key()),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(flash::spec(t, 64, 64), 8, 1),
+            flash::subgroup_key(8, 4, 64, 64, 0),
         ),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(flash::spec(t, 3, 130), 32, 1),
+            flash::subgroup_key(32, 1, 3, 130, 2),
         ),
         (&peak::FMA_F32, peak::key(&peak::FMA_F32)),
         (&peak::FMA_F16, peak::key(&peak::FMA_F16)),

@@ -11,6 +11,7 @@ pub(crate) const FMA_F32: KernelSource = KernelSource {
     source: include_str!("../../shaders/peak.wgsl"),
     entry: "fma_f32",
     bindings: BINDINGS,
+    expand: None,
 };
 
 pub(crate) const COPY: KernelSource = KernelSource {
@@ -19,6 +20,7 @@ pub(crate) const COPY: KernelSource = KernelSource {
     source: include_str!("../../shaders/peak.wgsl"),
     entry: "copy",
     bindings: BINDINGS,
+    expand: None,
 };
 
 pub(crate) const FMA_F16: KernelSource = KernelSource {
@@ -27,6 +29,7 @@ pub(crate) const FMA_F16: KernelSource = KernelSource {
     source: include_str!("../../shaders/peak_f16.wgsl"),
     entry: "fma_f16",
     bindings: BINDINGS,
+    expand: None,
 };
 
 /// FMA loop trips per invocation: 256 x 64 FLOPs, far below the loop limiter.

@@ -14,6 +14,7 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
         Binding::Read,      // v
         Binding::ReadWrite, // o
     ],
+    expand: None,
 };
 
 /// Keys one dispatch covers: at most K_CHUNK / TK = 64 trips of the key loop per invocation.

@@ -16,6 +16,7 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
         Binding::Read,      // mask (dummy when absent)
         Binding::Read,      // key_lengths (dummy when absent)
     ],
+    expand: None,
 };
 
 /// Head-dim elements one dispatch covers: the kernel's only problem-sized loop then runs at most

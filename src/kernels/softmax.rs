@@ -22,6 +22,7 @@ macro_rules! softmax_source {
             ),
             entry: $entry,
             bindings: BINDINGS,
+            expand: None,
         }
     };
 }
