@@ -13,8 +13,12 @@
 // docs/PERFORMANCE.md, optimisation log 11). Spelled out, the hot loop is loads of whole vec4s,
 // broadcasts and FMAs, and each loaded element serves R rows.
 //
+// Decode (DECODE = 1, Flash-Decoding) as in flash.wgsl: the rows are those of every query head
+// sharing one key/value head, the keys are split over workgroups along z, and each writes its
+// unnormalised accumulator and (m, l) to its (row, split) slot for merge.wgsl.
+//
 // Specialization constants (header): SG (subgroup size = workgroup size), R (rows per
-// invocation), DK, DV (exact head and value dims; K and V are read as rows of vec4 when their dim
+// invocation), DECODE, DK, DV (exact head and value dims; K and V are read as rows of vec4 when their dim
 // is a multiple of 4), MASK (the mask kind: 0 none, 1 bool, 2 additive).
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -69,30 +73,44 @@ fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let bh = p.bh0 + wid.y;
-    let b = bh / p.q_heads;
-    let h = bh % p.q_heads;
-    let kvh = h / p.group;
+    // Fused: the rows i_base + r·SG + lane of head wid.y. Decode (split-KV): row n of the group·q_len
+    // rows of every query head sharing key/value head wid.y, so one key load serves all of
+    // them; wid.z picks the key split.
+    var b: u32;
+    var h: u32;
+    var kvh: u32;
+    if (DECODE != 0u) {
+        b = wid.y / p.kv_heads;
+        kvh = wid.y % p.kv_heads;
+    } else {
+        let bh = p.bh0 + wid.y;
+        b = bh / p.q_heads;
+        h = bh % p.q_heads;
+        kvh = h / p.group;
+    }
     // p.i0: first query row of this dispatch (the host splits rows to bound each dispatch's work).
     let i_base = p.i0 + wid.x * SG * R;
     // First K and V rows of this (batch, kv head).
     let kv_row0 = (b * p.kv_heads + kvh) * p.kv_len;
     let accumulate = (p.flags & FLAG_ACCUMULATE) != 0u;
 
-    // Per row r: its index i_r, its storage row, q in registers, m, l and the accumulator.
+    // Per row r: its head h_r and index i_r, its storage row (and slot, where a decode split's
+    // partial result goes), q in registers, m, l and the accumulator.
     //@gen prologue
 
-    var j_stop = p.j0 + p.jn;
+    let j_begin = p.j0 + select(0u, wid.z * p.jn, DECODE != 0u);
+    var j_stop = min(j_begin + p.jn, p.kv_len);
     if (p.has_key_lengths != 0u) {
         j_stop = min(j_stop, key_lengths[b]);
     }
     if (p.causal != 0u) {
-        let i_last = min(i_base + SG * R, p.q_len) - 1u;
+        // The last row of the block sees the most keys.
+        let i_last = select(min(i_base + SG * R, p.q_len) - 1u, p.q_len - 1u, DECODE != 0u);
         let lim = i32(i_last) + p.causal_offset + 1;
-        j_stop = u32(clamp(lim, i32(p.j0), i32(j_stop)));
+        j_stop = u32(clamp(lim, i32(j_begin), i32(max(j_stop, j_begin))));
     }
 
-    for (var jb = p.j0; jb < j_stop; jb += SG) {
+    for (var jb = j_begin; jb < j_stop; jb += SG) {
         // This invocation's key, clamped into range (its scores are masked past j_stop).
         let kr = kv_row0 + min(jb + lane, p.kv_len - 1u);
         // Scores s_r_c of row r against key jb + c, masks, the online update, then P·V.
@@ -103,14 +121,13 @@ fn main(
     //@gen epilogue
 }
 
-// The epilogue of one row: the normalized output and lse on the last key chunk, else the raw
-// accumulator and (m, l) for the next chunk. Called with the row's accumulator one vec4 at a
-// time by the generated code, so here only the per-row parts.
-fn finish_row(row: u32, m: f32, l: f32, finalize: bool) {
+// The per-row part of the epilogue: lse on the last key chunk, else (m, l) to the row's slot for
+// the next chunk or the merge.
+fn finish_row(row: u32, slot: u32, m: f32, l: f32, finalize: bool) {
     if (finalize) {
         lse[row] = select(NEG_INF_BITS, bitcast<u32>(m + log(max(l, 1e-30))), l > 0.0);
     } else {
-        ml[row] = vec2<f32>(m, l);
+        ml[slot] = vec2<f32>(m, l);
     }
 }
 

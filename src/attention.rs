@@ -503,7 +503,17 @@ impl Context {
                         opts.max_dispatch_work,
                     )?;
                 } else {
-                    decode::record(self, encoder, prob, q, k, v, &outputs.out, &lse)?;
+                    decode::record(
+                        self,
+                        encoder,
+                        prob,
+                        q,
+                        k,
+                        v,
+                        &outputs.out,
+                        &lse,
+                        opts.subgroups,
+                    )?;
                 }
                 if outputs.probs.is_some() {
                     // P after the main kernel, which stays the same with or without it.

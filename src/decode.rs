@@ -64,6 +64,7 @@ pub(crate) fn record(
     v: &Tensor,
     out: &Tensor,
     lse: &Tensor,
+    subgroups: Option<bool>,
 ) -> Result<()> {
     let s = prob.shape;
     if let Some(reason) = unsupported(ctx, &s) {
@@ -73,7 +74,27 @@ pub(crate) fn record(
         });
     }
     let spec = flash::decode_spec(ctx.tuning().0, s.head_dim, s.value_dim);
-    let split_kernel = ctx.kernel(&flash::SOURCE, flash::key(spec))?;
+    // The split kernel: the fused kernel's subgroup form where it runs (as in fused::record),
+    // else its workgroup-memory form; rows per workgroup either way.
+    let group_rows = s.group() * s.q_len;
+    let sg = crate::fused::subgroup_size(ctx, subgroups).and_then(|sg| {
+        flash::subgroup_rows(ctx.tuning().0, sg, s.head_dim, s.value_dim, group_rows)
+            .map(|r| (sg, r))
+    });
+    let (split_kernel, rows_per_group) = match sg {
+        Some((sg, r)) => {
+            let key = flash::subgroup_key(
+                sg,
+                r,
+                true,
+                s.head_dim,
+                s.value_dim,
+                prob.params().mask_kind,
+            );
+            (ctx.kernel(&flash::SUBGROUP_SOURCE, key)?, sg * r)
+        }
+        None => (ctx.kernel(&flash::SOURCE, flash::key(spec))?, spec.bq),
+    };
     let merge_kernel = ctx.kernel(&merge::SOURCE, merge::key())?;
     let (per_split, nsplit) = splits(ctx, &s);
     let rows = s.batch * s.q_heads * s.q_len;
@@ -132,7 +153,7 @@ pub(crate) fn record(
     pass.set_pipeline(&split_kernel.pipeline);
     pass.set_bind_group(0, &split_bg, &[0]);
     pass.dispatch_workgroups(
-        (s.group() * s.q_len).div_ceil(spec.bq as usize) as u32,
+        group_rows.div_ceil(rows_per_group as usize) as u32,
         (s.batch * s.kv_heads) as u32,
         nsplit as u32,
     );

@@ -104,7 +104,14 @@ pub(crate) fn record(
         Some((sg, r)) => (
             ctx.kernel(
                 &flash::SUBGROUP_SOURCE,
-                flash::subgroup_key(sg, r, s.head_dim, s.value_dim, prob.params().mask_kind),
+                flash::subgroup_key(
+                    sg,
+                    r,
+                    false,
+                    s.head_dim,
+                    s.value_dim,
+                    prob.params().mask_kind,
+                ),
             )?,
             (sg * r) as usize,
             flash::subgroup_keys_per_dispatch(sg),

@@ -139,6 +139,7 @@ pub(crate) fn subgroup_rows(
 pub(crate) fn subgroup_key(
     sg: u32,
     r: u32,
+    decode: bool,
     head_dim: usize,
     value_dim: usize,
     mask: u32,
@@ -148,6 +149,7 @@ pub(crate) fn subgroup_key(
         constants: vec![
             ("SG", sg),
             ("R", r),
+            ("DECODE", decode as u32),
             ("DK", head_dim as u32),
             ("DV", value_dim as u32),
             ("MASK", mask),
@@ -173,6 +175,7 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
             .unwrap_or_else(|| panic!("flash_subgroup needs the constant {name}"))
     };
     let (sg, r, dk, dv) = (get("SG"), get("R"), get("DK"), get("DV"));
+    let decode = get("DECODE") != 0;
     let mut out = String::with_capacity(source.len() + 4096 * r as usize);
     for line in source.lines() {
         let Some(name) = line.trim().strip_prefix("//@gen ") else {
@@ -182,7 +185,7 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
         };
         let code = match name.trim() {
             "bindings" => gen_bindings(dk, dv),
-            "prologue" => gen_prologue(sg, r, dk, dv),
+            "prologue" => gen_prologue(sg, r, dk, dv, decode),
             "block" => gen_block(sg, r, dk, dv),
             "epilogue" => gen_epilogue(r, dv),
             other => panic!("flash_subgroup.wgsl: unknown generated part {other}"),
@@ -239,16 +242,31 @@ fn store_row_vec4(row: &str, d: u32, t: u32, x: &str) -> String {
         .collect()
 }
 
-fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32) -> String {
+fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32, decode: bool) -> String {
     let (dk4, dv4) = (dk.div_ceil(4), dv.div_ceil(4));
     let mut c = String::new();
     for r in 0..r {
-        // Rows past q_len read the last row (in bounds) and are never written.
-        c += &format!(
-            "    let i{r} = i_base + {}u + lane;\n    let ok{r} = i{r} < p.q_len;\n    \
-             let row{r} = bh * p.q_len + min(i{r}, p.q_len - 1u);\n",
-            r * sg
-        );
+        // Rows past the end read the last row (in bounds) and are never written.
+        if decode {
+            c += &format!(
+                "    let n{r} = wid.x * SG * R + {}u + lane;\n    \
+                 let ok{r} = n{r} < p.group * p.q_len;\n    \
+                 let nn{r} = min(n{r}, p.group * p.q_len - 1u);\n    \
+                 let h{r} = kvh * p.group + nn{r} / p.q_len;\n    \
+                 let i{r} = nn{r} % p.q_len;\n    \
+                 let row{r} = (b * p.q_heads + h{r}) * p.q_len + i{r};\n    \
+                 let slot{r} = row{r} * p.nseg + wid.z;\n",
+                r * sg
+            );
+        } else {
+            c += &format!(
+                "    let h{r} = h;\n    let i{r} = i_base + {}u + lane;\n    \
+                 let ok{r} = i{r} < p.q_len;\n    \
+                 let row{r} = (b * p.q_heads + h) * p.q_len + min(i{r}, p.q_len - 1u);\n    \
+                 let slot{r} = row{r};\n",
+                r * sg
+            );
+        }
         for t in 0..dk4 {
             c += &format!(
                 "    let q{r}_{t} = {} * p.scale;\n",
@@ -276,13 +294,16 @@ fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32) -> String {
 
 fn gen_block(sg: u32, r: u32, dk: u32, dv: u32) -> String {
     let (dk4, dv4) = (dk.div_ceil(4), dv.div_ceil(4));
+    let share = |x: &str, t: u32, l: u32| {
+        format!("        let {x}{t}_{l} = subgroupBroadcast({x}x{t}, {l}u);\n")
+    };
     let mut c = String::new();
-    // Q·Kᵀ: each vec4 of this invocation's key row is loaded once and broadcast; every broadcast
-    // serves R rows.
+    // Q·Kᵀ: each vec4 of this invocation's key row is loaded once (and broadcast); each serves
+    // R rows.
     for t in 0..dk4 {
         c += &format!("        let kx{t} = {};\n", row_vec4("k", "kr", dk, t));
         for l in 0..sg {
-            c += &format!("        let k{t}_{l} = subgroupBroadcast(kx{t}, {l}u);\n");
+            c += &share("k", t, l);
             for r in 0..r {
                 if t == 0 {
                     c += &format!("        var s{r}_{l} = dot(q{r}_0, k0_{l});\n");
@@ -297,7 +318,7 @@ fn gen_block(sg: u32, r: u32, dk: u32, dv: u32) -> String {
         let mut tmax = format!("s{r}_0");
         for l in 0..sg {
             c += &format!(
-                "        s{r}_{l} = masked_score(s{r}_{l}, b, h, i{r}, jb + {l}u, j_stop);\n"
+                "        s{r}_{l} = masked_score(s{r}_{l}, b, h{r}, i{r}, jb + {l}u, j_stop);\n"
             );
             if l > 0 {
                 tmax = format!("max({tmax}, s{r}_{l})");
@@ -318,7 +339,7 @@ fn gen_block(sg: u32, r: u32, dk: u32, dv: u32) -> String {
     for t in 0..dv4 {
         c += &format!("        let vx{t} = {};\n", row_vec4("v", "kr", dv, t));
         for l in 0..sg {
-            c += &format!("        let v{t}_{l} = subgroupBroadcast(vx{t}, {l}u);\n");
+            c += &share("v", t, l);
             for r in 0..r {
                 c += &format!("        a{r}_{t} = fma(vec4<f32>(p{r}_{l}), v{t}_{l}, a{r}_{t});\n");
             }
@@ -328,16 +349,21 @@ fn gen_block(sg: u32, r: u32, dk: u32, dv: u32) -> String {
 }
 
 fn gen_epilogue(r: u32, dv: u32) -> String {
+    let dv4 = dv.div_ceil(4);
     let mut c = String::new();
     for r in 0..r {
-        c += &format!("    if (ok{r}) {{\n        let f{r} = out_factor(l{r}, finalize);\n");
-        for t in 0..dv.div_ceil(4) {
-            c += &store_row_vec4(&format!("row{r}"), dv, t, &format!("a{r}_{t} * f{r}"));
+        c += &format!(
+            "    if (ok{r}) {{\n        let f{r} = out_factor(l{r}, finalize);\n        \
+             let dst{r} = select(slot{r}, row{r}, finalize);\n"
+        );
+        for t in 0..dv4 {
+            c += &store_row_vec4(&format!("dst{r}"), dv, t, &format!("a{r}_{t} * f{r}"));
         }
-        c += &format!("        finish_row(row{r}, m{r}, l{r}, finalize);\n    }}\n");
+        c += &format!("        finish_row(row{r}, slot{r}, m{r}, l{r}, finalize);\n    }}\n");
     }
     c
 }
+
 pub(crate) fn key(s: Spec) -> PipelineKey {
     PipelineKey {
         name: SOURCE.name,
