@@ -1,3 +1,7 @@
+//! Prints the assembled WGSL of the first kernel specialization (of `kernels::all_sources`) whose
+//! label contains the argument, e.g. `cargo run --release --example dump_kernel -- flash_subgroup`:
+//! to read generated code or feed it to `examples/probe.rs`-style experiments.
+
 fn main() {
     let f = std::env::args().nth(1).unwrap_or_default();
     for (label, src) in wgpu_attention::kernels::all_sources() {

@@ -98,7 +98,9 @@ pub const TABLE: &[TuningRow] = &[
         // clearly; the fused tiles' differences were within this machine's run-to-run noise
         // (about 15%), and the table keeps what it measured. Decode beat fused at 1,024 keys and
         // above in all three runs, at 512 in the one run that measured it, and at 256 in one run
-        // of three, so the threshold is 512.
+        // of three, so the threshold is 512. Four rows per invocation in the fused subgroup form:
+        // a prototype of it measured R = 1, 2, 4, 8 at 846, 551, 266–450 and 370–420 ms at
+        // 1x8x2048x64 (PERFORMANCE.md, log 11); R = 8 compiles slower for no clear gain.
         tuning: Tuning {
             staged_tile: crate::kernels::DEFAULT_TILE,
             fused_rows: 128,
