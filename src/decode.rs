@@ -74,27 +74,10 @@ pub(crate) fn record(
         });
     }
     let spec = flash::decode_spec(ctx.tuning().0, s.head_dim, s.value_dim);
-    // The split kernel: the fused kernel's subgroup form where it runs (as in fused::record),
-    // else its workgroup-memory form; rows per workgroup either way.
+    // The split kernel: the fused kernel in its decode mode (subgroup or workgroup-memory form).
     let group_rows = s.group() * s.q_len;
-    let sg = crate::fused::subgroup_size(ctx, subgroups).and_then(|sg| {
-        flash::subgroup_rows(ctx.tuning().0, sg, s.head_dim, s.value_dim, group_rows)
-            .map(|r| (sg, r))
-    });
-    let (split_kernel, rows_per_group) = match sg {
-        Some((sg, r)) => {
-            let key = flash::subgroup_key(
-                sg,
-                r,
-                true,
-                s.head_dim,
-                s.value_dim,
-                prob.params().mask_kind,
-            );
-            (ctx.kernel(&flash::SUBGROUP_SOURCE, key)?, sg * r)
-        }
-        None => (ctx.kernel(&flash::SOURCE, flash::key(spec))?, spec.bq),
-    };
+    let (split_kernel, rows_per_group, _) =
+        crate::fused::flash_kernel(ctx, prob, subgroups, true, group_rows, spec)?;
     let merge_kernel = ctx.kernel(&merge::SOURCE, merge::key())?;
     let (per_split, nsplit) = splits(ctx, &s);
     let rows = s.batch * s.q_heads * s.q_len;
@@ -153,7 +136,7 @@ pub(crate) fn record(
     pass.set_pipeline(&split_kernel.pipeline);
     pass.set_bind_group(0, &split_bg, &[0]);
     pass.dispatch_workgroups(
-        group_rows.div_ceil(rows_per_group as usize) as u32,
+        group_rows.div_ceil(rows_per_group) as u32,
         (s.batch * s.kv_heads) as u32,
         nsplit as u32,
     );

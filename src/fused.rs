@@ -78,6 +78,40 @@ pub(crate) fn flash_bind_group(
     )
 }
 
+/// The flash kernel for a fused or decode call: its subgroup form where the adapter has a fixed
+/// subgroup size and the generated loop is not too long for these dims, else the
+/// workgroup-memory form of `spec`. Returns the kernel, the rows each workgroup covers (of
+/// `rows` per head, or per key/value head for decode) and the subgroup size of the subgroup form.
+pub(crate) fn flash_kernel(
+    ctx: &Context,
+    prob: &Problem,
+    subgroups: Option<bool>,
+    decode: bool,
+    rows: usize,
+    spec: flash::Spec,
+) -> Result<(std::sync::Arc<crate::context::Kernel>, usize, Option<u32>)> {
+    let s = prob.shape;
+    let sg = subgroup_size(ctx, subgroups).and_then(|sg| {
+        flash::subgroup_rows(ctx.tuning().0, sg, s.head_dim, s.value_dim, rows).map(|r| (sg, r))
+    });
+    Ok(match sg {
+        Some((sg, r)) => {
+            let mask = prob.params().mask_kind;
+            let key = flash::subgroup_key(sg, r, decode, s.head_dim, s.value_dim, mask);
+            (
+                ctx.kernel(&flash::SUBGROUP_SOURCE, key)?,
+                (sg * r) as usize,
+                Some(sg),
+            )
+        }
+        None => (
+            ctx.kernel(&flash::SOURCE, flash::key(spec))?,
+            spec.bq as usize,
+            None,
+        ),
+    })
+}
+
 /// Records the fused kernel: for each group of heads, one dispatch per key chunk, in order.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record(
@@ -93,34 +127,12 @@ pub(crate) fn record(
     max_dispatch_work: Option<u64>,
 ) -> Result<()> {
     let s = prob.shape;
-    let tuning = ctx.tuning().0;
-    let spec = flash::spec(tuning, s.head_dim, s.value_dim);
-    // The subgroup form where the adapter has a fixed subgroup size and its generated loop is
-    // not too long for these dims; else the workgroup-memory form.
-    let sg = subgroup_size(ctx, subgroups).and_then(|sg| {
-        flash::subgroup_rows(tuning, sg, s.head_dim, s.value_dim, s.q_len).map(|r| (sg, r))
-    });
-    let (kernel, rows_per_group, kc) = match sg {
-        Some((sg, r)) => (
-            ctx.kernel(
-                &flash::SUBGROUP_SOURCE,
-                flash::subgroup_key(
-                    sg,
-                    r,
-                    false,
-                    s.head_dim,
-                    s.value_dim,
-                    prob.params().mask_kind,
-                ),
-            )?,
-            (sg * r) as usize,
-            flash::subgroup_keys_per_dispatch(sg),
-        ),
-        None => (
-            ctx.kernel(&flash::SOURCE, flash::key(spec))?,
-            spec.bq as usize,
-            flash::keys_per_dispatch(spec),
-        ),
+    let spec = flash::spec(ctx.tuning().0, s.head_dim, s.value_dim);
+    let (kernel, rows_per_group, subgroup) =
+        flash_kernel(ctx, prob, subgroups, false, s.q_len, spec)?;
+    let kc = match subgroup {
+        Some(sg) => flash::subgroup_keys_per_dispatch(sg),
+        None => flash::keys_per_dispatch(spec),
     };
     let max_wg = ctx.limits().max_compute_workgroups_per_dimension as usize;
     let heads = s.batch * s.q_heads;
