@@ -32,7 +32,8 @@ fn main() {
             .expect("adapter");
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         label: None,
-        required_features: adapter.features() & wgpu::Features::SUBGROUP,
+        required_features: adapter.features()
+            & (wgpu::Features::SUBGROUP | wgpu::Features::SHADER_INT64),
         required_limits: adapter.limits(),
         experimental_features: wgpu::ExperimentalFeatures::disabled(),
         memory_hints: wgpu::MemoryHints::Performance,

@@ -108,7 +108,8 @@ impl std::fmt::Debug for Context {
 /// Features the kernels can use; requested only where the adapter has them.
 pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
     .union(wgpu::Features::SUBGROUP)
-    .union(wgpu::Features::TIMESTAMP_QUERY);
+    .union(wgpu::Features::TIMESTAMP_QUERY)
+    .union(wgpu::Features::SHADER_INT64);
 
 fn rank_device_type(t: wgpu::DeviceType, pref: wgpu::PowerPreference) -> u32 {
     use wgpu::DeviceType::*;

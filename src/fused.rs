@@ -36,6 +36,18 @@ pub(crate) fn subgroup_size(ctx: &Context, subgroups: Option<bool>) -> Option<u3
     .then_some(info.subgroup_min_size)
 }
 
+/// Whether the subgroup form reads K and V 8 floats at a time: where the tuning row asks for it
+/// and the device has SHADER_INT64. `WGPU_ATTENTION_WIDE_LOADS=0` or `1` overrides the tuning
+/// (for side-by-side measurements).
+pub(crate) fn wide_loads(ctx: &Context) -> bool {
+    let wanted = match std::env::var("WGPU_ATTENTION_WIDE_LOADS").as_deref() {
+        Ok("0") | Ok("false") => false,
+        Ok("1") | Ok("true") => true,
+        _ => ctx.tuning().0.fused_wide_loads,
+    };
+    wanted && ctx.features().contains(wgpu::Features::SHADER_INT64)
+}
+
 /// Whether the fused kernel is specialised for these dims.
 pub(crate) fn supports(s: &Shape) -> bool {
     s.head_dim <= flash::MAX_DIM && s.value_dim <= flash::MAX_DIM
@@ -97,7 +109,15 @@ pub(crate) fn flash_kernel(
     Ok(match sg {
         Some((sg, r)) => {
             let mask = prob.params().mask_kind;
-            let key = flash::subgroup_key(sg, r, decode, s.head_dim, s.value_dim, mask);
+            let key = flash::subgroup_key(
+                sg,
+                r,
+                decode,
+                s.head_dim,
+                s.value_dim,
+                mask,
+                wide_loads(ctx),
+            );
             (
                 ctx.kernel(&flash::SUBGROUP_SOURCE, key)?,
                 (sg * r) as usize,

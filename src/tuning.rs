@@ -55,6 +55,11 @@ pub struct Tuning {
     /// this many rows). Fewer are used for short query blocks and where the generated loop would
     /// grow too long (`kernels::flash::subgroup_rows`).
     pub fused_sg_rows: u32,
+    /// Fused kernel, subgroup form (also the decode split kernel): read K and V rows as
+    /// `vec4<u64>` (8 floats per load, unpacked in registers) where the device has SHADER_INT64
+    /// and the dim is a multiple of 8. Worth it where each load instruction has a high fixed
+    /// cost: llvmpipe runs one scalar loop per load over its 8 lanes (PERFORMANCE.md, log 13).
+    pub fused_wide_loads: bool,
     /// Automatic choice: the decode path for at most this many query rows ...
     pub decode_max_q_len: u32,
     /// ... and at least this many keys.
@@ -70,6 +75,7 @@ impl Default for Tuning {
             fused_rows: 64,
             fused_tile_bytes: 16 * 1024,
             fused_sg_rows: 1,
+            fused_wide_loads: false,
             decode_max_q_len: 16,
             decode_min_kv_len: 1024,
         }
@@ -106,6 +112,7 @@ pub const TABLE: &[TuningRow] = &[
             fused_rows: 128,
             fused_tile_bytes: 32 * 1024,
             fused_sg_rows: 4,
+            fused_wide_loads: true,
             decode_max_q_len: 16,
             decode_min_kv_len: 512,
         },
@@ -119,6 +126,7 @@ pub const TABLE: &[TuningRow] = &[
             fused_rows: 64,
             fused_tile_bytes: 16 * 1024,
             fused_sg_rows: 1,
+            fused_wide_loads: false,
             decode_max_q_len: 16,
             decode_min_kv_len: 1024,
         },

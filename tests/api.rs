@@ -587,6 +587,9 @@ fn callers_tuning_is_used_and_results_stay_correct() {
         fused_rows: 32,
         fused_tile_bytes: 8 * 1024,
         fused_sg_rows: 2,
+        // Off here: lavapipe's own row turns wide loads on, so this covers the vec4<f32> reads of
+        // dims that are multiples of 8 (24, 16 below).
+        fused_wide_loads: false,
         decode_max_q_len: 16,
         decode_min_kv_len: 1 << 20,
     };

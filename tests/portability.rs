@@ -8,16 +8,35 @@ use naga::valid::{Capabilities, ValidationFlags, Validator};
 
 /// Known translation limits, as data: (kernel label prefix, target, reason). Each must still fail
 /// (an expected failure that passes is reported, so the row can be removed).
-const EXPECTED_FAILURES: &[(&str, &str, &str)] = &[(
-    "peak_fma_f16",
-    "GLSL",
-    "naga's GLSL backend has no 16-bit floats; wgpu's GL backend never enables SHADER_F16, so \
-     `attn-bench peak` does not run this probe there",
-)];
+const EXPECTED_FAILURES: &[(&str, &str, &str)] = &[
+    (
+        "peak_fma_f16",
+        "GLSL",
+        "naga's GLSL backend has no 16-bit floats; wgpu's GL backend never enables SHADER_F16, so \
+         `attn-bench peak` does not run this probe there",
+    ),
+    (
+        "flash_subgroup_SG8_R2_DECODE0_DK64_DV64_MASK0_W641",
+        "GLSL",
+        WIDE_ON_GL,
+    ),
+    (
+        "flash_subgroup_SG8_R1_DECODE1_DK128_DV36_MASK1_W641",
+        "GLSL",
+        WIDE_ON_GL,
+    ),
+];
+
+const WIDE_ON_GL: &str = "naga's GLSL backend has no 64-bit integers; wgpu's GL backend never \
+     enables SHADER_INT64, so the wide-load form (vec4<u64> reads of K and V) never runs there";
 
 fn capabilities(label: &str) -> Capabilities {
-    // Only what the kernel needs: the subgroup form needs SUBGROUP, the f16 probe SHADER_FLOAT16.
+    // Only what the kernel needs: the subgroup form needs SUBGROUP (and SHADER_INT64 where it
+    // reads K and V as vec4<u64>, `_W641`), the f16 probe SHADER_FLOAT16.
     let mut c = Capabilities::empty();
+    if label.contains("_W641") {
+        c |= Capabilities::SHADER_INT64;
+    }
     if label.contains("subgroup") {
         c |= Capabilities::SUBGROUP;
     }

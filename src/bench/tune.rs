@@ -264,13 +264,14 @@ pub fn run(
 
     let t = best;
     let row = format!(
-        "TuningRow {{\n    adapter: AdapterPattern {{ name: {adapter:?}, ..AdapterPattern::ANY }},\n    tuning: Tuning {{\n        staged_tile: Tile {{ tm: {}, tn: {}, tk: {} }},\n        fused_rows: {},\n        fused_tile_bytes: {},\n        fused_sg_rows: {},\n        decode_max_q_len: {},\n        decode_min_kv_len: {},\n    }},\n    source: \"attn-bench tune\",\n}},",
+        "TuningRow {{\n    adapter: AdapterPattern {{ name: {adapter:?}, ..AdapterPattern::ANY }},\n    tuning: Tuning {{\n        staged_tile: Tile {{ tm: {}, tn: {}, tk: {} }},\n        fused_rows: {},\n        fused_tile_bytes: {},\n        fused_sg_rows: {},\n        fused_wide_loads: {},\n        decode_max_q_len: {},\n        decode_min_kv_len: {},\n    }},\n    source: \"attn-bench tune\",\n}},",
         t.staged_tile.tm,
         t.staged_tile.tn,
         t.staged_tile.tk,
         t.fused_rows,
         t.fused_tile_bytes,
         t.fused_sg_rows,
+        t.fused_wide_loads,
         t.decode_max_q_len,
         t.decode_min_kv_len
     );

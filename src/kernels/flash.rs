@@ -136,6 +136,8 @@ pub(crate) fn subgroup_rows(
 /// are decided when the code is generated), not the padded ones of the workgroup form.
 /// `mask` is the mask kind (`Params::mask_kind`): the mask's load is compiled in only where a
 /// call has one.
+/// `wide`: K and V rows whose dim is a multiple of 8 are read as `vec4<u64>` (the device must
+/// have SHADER_INT64; see `Tuning::fused_wide_loads`).
 pub(crate) fn subgroup_key(
     sg: u32,
     r: u32,
@@ -143,7 +145,9 @@ pub(crate) fn subgroup_key(
     head_dim: usize,
     value_dim: usize,
     mask: u32,
+    wide: bool,
 ) -> PipelineKey {
+    let wide = wide && (head_dim % 8 == 0 || value_dim % 8 == 0);
     PipelineKey {
         name: SUBGROUP_SOURCE.name,
         constants: vec![
@@ -153,6 +157,7 @@ pub(crate) fn subgroup_key(
             ("DK", head_dim as u32),
             ("DV", value_dim as u32),
             ("MASK", mask),
+            ("W64", wide as u32),
         ],
     }
 }
@@ -176,6 +181,9 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
     };
     let (sg, r, dk, dv) = (get("SG"), get("R"), get("DK"), get("DV"));
     let decode = get("DECODE") != 0;
+    // Which of K and V are read 8 floats at a time.
+    let wide = get("W64") != 0;
+    let (wk, wv) = (wide && dk % 8 == 0, wide && dv % 8 == 0);
     let mut out = String::with_capacity(source.len() + 4096 * r as usize);
     for line in source.lines() {
         let Some(name) = line.trim().strip_prefix("//@gen ") else {
@@ -184,9 +192,9 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
             continue;
         };
         let code = match name.trim() {
-            "bindings" => gen_bindings(dk, dv),
+            "bindings" => gen_bindings(dk, dv, wk, wv),
             "prologue" => gen_prologue(sg, r, dk, dv, decode),
-            "block" => gen_block(sg, r, dk, dv),
+            "block" => gen_block(sg, r, dk, dv, wk, wv),
             "epilogue" => gen_epilogue(r, dv),
             other => panic!("flash_subgroup.wgsl: unknown generated part {other}"),
         };
@@ -196,18 +204,52 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
 }
 
 /// Q, K, V and O as rows of vec4 when their dim is a multiple of 4 (one load or store per 4
-/// elements), else as scalars.
-fn gen_bindings(dk: u32, dv: u32) -> String {
+/// elements), else as scalars; K and V (`wk`, `wv`) as rows of `vec4<u64>` (8 floats per load)
+/// where asked, with the helpers that unpack them.
+fn gen_bindings(dk: u32, dv: u32, wk: bool, wv: bool) -> String {
     let ty = |d: u32| if d % 4 == 0 { "vec4<f32>" } else { "f32" };
-    format!(
+    let wide_ty = |d: u32, w: bool| if w { "vec4<u64>" } else { ty(d) };
+    let mut c = format!(
         "@group(0) @binding(1) var<storage, read> q: array<{}>;\n\
          @group(0) @binding(2) var<storage, read> k: array<{}>;\n\
          @group(0) @binding(3) var<storage, read> v: array<{}>;\n\
          @group(0) @binding(4) var<storage, read_write> o: array<{}>;\n",
         ty(dk),
-        ty(dk),
-        ty(dv),
+        wide_ty(dk, wk),
+        wide_ty(dv, wv),
         ty(dv)
+    );
+    if wk || wv {
+        // Floats 0..3 and 4..7 of a vec4<u64>: each u64 holds two f32, the lower-addressed one in
+        // its low word (storage is little-endian in every backend wgpu targets).
+        for (name, xy) in [("wide_lo", "xy"), ("wide_hi", "zw")] {
+            c += &format!(
+                "fn {name}(w: vec4<u64>) -> vec4<f32> {{\n    \
+                 let lo = vec2<u32>(w.{xy} & vec2<u64>(0xFFFFFFFFlu));\n    \
+                 let hi = vec2<u32>(w.{xy} >> vec2<u32>(32u));\n    \
+                 return bitcast<vec4<f32>>(vec4<u32>(lo.x, hi.x, lo.y, hi.y));\n}}\n"
+            );
+        }
+    }
+    c
+}
+
+/// The statements that define `{x}x{t}` (elements 4t..4t+3 of row `row` of `buf`) in the hot
+/// loop. A wide row defines two at once, at even t, from one `vec4<u64>` load; odd t then
+/// needs nothing.
+fn load_vec4(x: &str, buf: &str, row: &str, d: u32, t: u32, wide: bool) -> String {
+    if !wide {
+        return format!("        let {x}x{t} = {};\n", row_vec4(buf, row, d, t));
+    }
+    if t % 2 == 1 {
+        return String::new();
+    }
+    format!(
+        "        let {x}w{t} = {buf}[{row} * {}u + {}u];\n        \
+         let {x}x{t} = wide_lo({x}w{t});\n        let {x}x{} = wide_hi({x}w{t});\n",
+        d / 8,
+        t / 2,
+        t + 1
     )
 }
 
@@ -292,7 +334,7 @@ fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32, decode: bool) -> String {
     c
 }
 
-fn gen_block(sg: u32, r: u32, dk: u32, dv: u32) -> String {
+fn gen_block(sg: u32, r: u32, dk: u32, dv: u32, wk: bool, wv: bool) -> String {
     let (dk4, dv4) = (dk.div_ceil(4), dv.div_ceil(4));
     let share = |x: &str, t: u32, l: u32| {
         format!("        let {x}{t}_{l} = subgroupBroadcast({x}x{t}, {l}u);\n")
@@ -301,7 +343,7 @@ fn gen_block(sg: u32, r: u32, dk: u32, dv: u32) -> String {
     // Q·Kᵀ: each vec4 of this invocation's key row is loaded once (and broadcast); each serves
     // R rows.
     for t in 0..dk4 {
-        c += &format!("        let kx{t} = {};\n", row_vec4("k", "kr", dk, t));
+        c += &load_vec4("k", "k", "kr", dk, t, wk);
         for l in 0..sg {
             c += &share("k", t, l);
             for r in 0..r {
@@ -337,7 +379,7 @@ fn gen_block(sg: u32, r: u32, dk: u32, dv: u32) -> String {
     }
     // P·V, the same way as Q·Kᵀ.
     for t in 0..dv4 {
-        c += &format!("        let vx{t} = {};\n", row_vec4("v", "kr", dv, t));
+        c += &load_vec4("v", "v", "kr", dv, t, wv);
         for l in 0..sg {
             c += &share("v", t, l);
             for r in 0..r {

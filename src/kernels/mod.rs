@@ -203,15 +203,23 @@ pub fn all_sources() -> Vec<(String, String)> {
         (&merge::SOURCE, merge::key()),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(8, 4, false, 64, 64, 0),
+            flash::subgroup_key(8, 4, false, 64, 64, 0, false),
         ),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(8, 1, true, 128, 128, 1),
+            flash::subgroup_key(8, 1, true, 128, 128, 1, false),
         ),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(32, 1, false, 3, 130, 2),
+            flash::subgroup_key(8, 2, false, 64, 64, 0, true),
+        ),
+        (
+            &flash::SUBGROUP_SOURCE,
+            flash::subgroup_key(8, 1, true, 128, 36, 1, true),
+        ),
+        (
+            &flash::SUBGROUP_SOURCE,
+            flash::subgroup_key(32, 1, false, 3, 130, 2, true),
         ),
         (&peak::FMA_F32, peak::key(&peak::FMA_F32)),
         (&peak::FMA_F16, peak::key(&peak::FMA_F16)),
