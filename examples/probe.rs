@@ -7,6 +7,9 @@
 //! - `@binding(1)`: `var<storage, read>` 16 MiB, random values in [-1, 1)
 //! - `@binding(2)`: `var<storage, read_write>` 16 MiB output
 //!
+//! The device gets SUBGROUP and SHADER_INT64 where the adapter has them. `examples/probes/*.py`
+//! write the probes of docs/PERFORMANCE.md's optimisation log 13.
+//!
 //! Prints the median wall time of REPS dispatches of GX x GY workgroups (after one warm-up that
 //! compiles the pipeline) and the sum of the first 4,096 output values, so that the compiler
 //! cannot drop the work and two forms of one computation can be compared.
