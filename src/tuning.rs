@@ -106,7 +106,9 @@ pub const TABLE: &[TuningRow] = &[
         // above in all three runs, at 512 in the one run that measured it, and at 256 in one run
         // of three, so the threshold is 512. Four rows per invocation in the fused subgroup form:
         // a prototype of it measured R = 1, 2, 4, 8 at 846, 551, 266–450 and 370–420 ms at
-        // 1x8x2048x64 (PERFORMANCE.md, log 11); R = 8 compiles slower for no clear gain.
+        // 1x8x2048x64 (PERFORMANCE.md, log 11); R = 8 compiles slower for no clear gain. Wide
+        // K/V loads: faster in every alternating pair measured at the decode and prefill shapes
+        // (log 13); `attn-bench tune` keeps this value rather than tuning it.
         tuning: Tuning {
             staged_tile: crate::kernels::DEFAULT_TILE,
             fused_rows: 128,
