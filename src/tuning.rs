@@ -67,20 +67,23 @@ pub struct Tuning {
 }
 
 impl Default for Tuning {
-    /// The generic row: what measured best on lavapipe, sized to fit WebGPU's minimum limits
-    /// (16 KiB of workgroup memory, 256 invocations per workgroup).
     fn default() -> Self {
-        Tuning {
-            staged_tile: crate::kernels::DEFAULT_TILE,
-            fused_rows: 64,
-            fused_tile_bytes: 16 * 1024,
-            fused_sg_rows: 1,
-            fused_wide_loads: false,
-            decode_max_q_len: 16,
-            decode_min_kv_len: 1024,
-        }
+        GENERIC
     }
 }
+
+/// The generic row: what measured best on lavapipe, sized to fit WebGPU's minimum limits
+/// (16 KiB of workgroup memory, 256 invocations per workgroup). The table's last row and
+/// `Tuning::default()`.
+pub const GENERIC: Tuning = Tuning {
+    staged_tile: crate::kernels::DEFAULT_TILE,
+    fused_rows: 64,
+    fused_tile_bytes: 16 * 1024,
+    fused_sg_rows: 1,
+    fused_wide_loads: false,
+    decode_max_q_len: 16,
+    decode_min_kv_len: 1024,
+};
 
 /// One row of the tuning table.
 #[derive(Debug, Clone, Copy)]
@@ -123,15 +126,7 @@ pub const TABLE: &[TuningRow] = &[
     },
     TuningRow {
         adapter: AdapterPattern::ANY,
-        tuning: Tuning {
-            staged_tile: crate::kernels::DEFAULT_TILE,
-            fused_rows: 64,
-            fused_tile_bytes: 16 * 1024,
-            fused_sg_rows: 1,
-            fused_wide_loads: false,
-            decode_max_q_len: 16,
-            decode_min_kv_len: 1024,
-        },
+        tuning: GENERIC,
         source: "default",
     },
 ];
