@@ -12,7 +12,8 @@
 //!
 //! Prints the median wall time of REPS dispatches of GX x GY workgroups (after one warm-up that
 //! compiles the pipeline) and the sum of the first 4,096 output values, so that the compiler
-//! cannot drop the work and two forms of one computation can be compared.
+//! cannot drop the work and two forms of one computation can be compared. `PROBE_DUMP=N` also
+//! prints the first N output values (to see which invocations wrote what).
 
 use std::time::Instant;
 
@@ -140,11 +141,14 @@ fn main() {
     device
         .poll(wgpu::PollType::wait_indefinitely())
         .expect("poll");
-    let sum: f64 =
+    let values: Vec<f32> =
         bytemuck::cast_slice::<u8, f32>(&readback.slice(..).get_mapped_range().expect("mapped"))
-            .iter()
-            .map(|&x| x as f64)
-            .sum();
+            .to_vec();
+    let sum: f64 = values.iter().map(|&x| x as f64).sum();
+    // PROBE_DUMP=N prints the first N output values: to see which invocations wrote what.
+    if let Some(n) = std::env::var("PROBE_DUMP").ok().and_then(|n| n.parse::<usize>().ok()) {
+        println!("{:?}", &values[..n.min(values.len())]);
+    }
     println!(
         "{} {entry}: median {:.3} ms (min {:.3}, max {:.3}), checksum {sum:.6e}",
         args[1],

@@ -54,6 +54,12 @@ const SCORE_LIMIT: f32 = 1.0e38;
 // Bit pattern of -inf, written (never computed) as the lse of a row with no key.
 const NEG_INF_BITS: u32 = 0xff800000u;
 
+// Bit pattern of a quiet NaN, written (never computed) where a kernel found that the device broke a
+// promise it relies on (flash_subgroup.wgsl), so that the failure shows instead of wrong numbers.
+const NAN_BITS: u32 = 0x7fc00000u;
+// The (m, l) a split writes in that case: l < 0 never happens otherwise (merge.wgsl).
+const BROKEN_STATS: vec2<f32> = vec2<f32>(0.0, -1.0);
+
 // Merges two partial softmax statistics (running max m, sum of exp(s - m) l). l == 0 means "no
 // key yet", whatever m holds, so the sentinel never enters arithmetic.
 fn merge_stats(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {

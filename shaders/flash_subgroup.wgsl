@@ -1,7 +1,7 @@
 // Fused path, subgroup form: the same online-softmax attention as flash.wgsl, for adapters whose
 // subgroup size is fixed and known (SG, read from the adapter at run time and baked into the
 // pipeline key). One workgroup is one subgroup of SG invocations; each invocation owns R query
-// rows (i_base + r·SG + lane). A block of SG keys is read with each invocation loading *its own*
+// rows (i_base + r·SG + li). A block of SG keys is read with each invocation loading *its own*
 // key's row, and subgroupBroadcast hands every key's row to all invocations in registers. No
 // workgroup memory, no barriers.
 //
@@ -17,9 +17,26 @@
 // sharing one key/value head, the keys are split over workgroups along z, and each writes its
 // unnormalised accumulator and (m, l) to its (row, split) slot for merge.wgsl.
 //
+// What it relies on, and how it checks it. The workgroup of SG invocations must run as one full
+// subgroup with lanes 0..SG-1. Neither Vulkan (without REQUIRE_FULL_SUBGROUPS, which wgpu does not
+// set) nor WebGPU promises that, and lavapipe breaks it: asked for width 1024 or 2048 it reports
+// subgroups of 32 or 64 but runs every workgroup as subgroups of 16 (docs/CONFORMANCE.md). So:
+// - the host runs this promise through a probe (kernels::subgroup_probe) before it picks the form,
+//   and runs the form only at a size the probe confirmed;
+// - each workgroup checks it again (subgroupAdd(1) == SG and the largest lane is SG-1) and, if it
+//   does not hold, writes NaN to all its rows instead of wrong numbers;
+// - rows belong to invocations by local_invocation_index, so that every row is written by exactly
+//   one invocation however the driver forms subgroups; only the keys a lane loads follow its lane.
+//
+// Emulated form (EMU = 1): the same generated code with the broadcasts done through workgroup
+// memory (each invocation stores its key's rows, a barrier, everyone reads them) and no subgroup
+// operation at all. It runs on any adapter, at any SG, so the generated code for subgroup sizes an
+// adapter lacks (lavapipe cannot run 32, 64 or 128) is checked against the reference too. Tests
+// and the conformance suite use it; the automatic choice never does.
+//
 // Specialization constants (header): SG (subgroup size = workgroup size), R (rows per
 // invocation), DECODE, DK, DV (exact head and value dims; K and V are read as rows of vec4 when their dim
-// is a multiple of 4), MASK (the mask kind: 0 none, 1 bool, 2 additive).
+// is a multiple of 4), MASK (the mask kind: 0 none, 1 bool, 2 additive), EMU (emulated broadcasts).
 
 @group(0) @binding(0) var<uniform> p: Params;
 // q, k, v and o: arrays of vec4 rows where their dim is a multiple of 4, else of scalars.
@@ -71,9 +88,13 @@ fn prob(s: f32, m_ref: f32) -> f32 {
 @compute @workgroup_size(SG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(local_invocation_index) li: u32,
+    //@gen lane_builtins
 ) {
-    // Fused: the rows i_base + r·SG + lane of head wid.y. Decode (split-KV): row n of the group·q_len
+    // `lane`: which key of a block this invocation loads (its subgroup lane, or li when emulated);
+    // `full`: whether the workgroup runs as one full subgroup, as the broadcasts need.
+    //@gen lane_setup
+    // Fused: the rows i_base + r·SG + li of head wid.y. Decode (split-KV): row n of the group·q_len
     // rows of every query head sharing key/value head wid.y, so one key load serves all of
     // them; wid.z picks the key split.
     var b: u32;
@@ -122,16 +143,27 @@ fn main(
 }
 
 // The per-row part of the epilogue: lse on the last key chunk, else (m, l) to the row's slot for
-// the next chunk or the merge.
-fn finish_row(row: u32, slot: u32, m: f32, l: f32, finalize: bool) {
+// the next chunk or the merge. A workgroup that was not one full subgroup writes NaN (or, to a
+// slot, BROKEN_STATS, which the merge turns into NaN) instead: bit patterns, since WGSL lets
+// compilers assume that no arithmetic makes a NaN.
+fn finish_row(row: u32, slot: u32, m: f32, l: f32, finalize: bool, full: bool) {
     if (finalize) {
-        lse[row] = select(NEG_INF_BITS, bitcast<u32>(m + log(max(l, 1e-30))), l > 0.0);
+        let bits = select(NEG_INF_BITS, bitcast<u32>(m + log(max(l, 1e-30))), l > 0.0);
+        lse[row] = select(NAN_BITS, bits, full);
     } else {
-        ml[slot] = vec2<f32>(m, l);
+        ml[slot] = select(BROKEN_STATS, vec2<f32>(m, l), full);
     }
 }
 
 // The factor the accumulator is written with: 1/l on the last chunk (0 for a row with no key).
 fn out_factor(l: f32, finalize: bool) -> f32 {
     return select(1.0, select(0.0, 1.0 / l, l > 0.0), finalize);
+}
+
+// An output value, or NaN where the workgroup was not one full subgroup.
+fn guard4(x: vec4<f32>, full: bool) -> vec4<f32> {
+    return select(bitcast<vec4<f32>>(vec4<u32>(NAN_BITS)), x, full);
+}
+fn guard1(x: f32, full: bool) -> f32 {
+    return select(bitcast<f32>(NAN_BITS), x, full);
 }

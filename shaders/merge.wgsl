@@ -28,8 +28,12 @@ fn main(
     let t = idx % dv4;
     var big = MASKED;
     var any_key = false;
+    // A split that wrote BROKEN_STATS (l < 0: its workgroup found the device breaking the subgroup
+    // form's promise) makes the whole row NaN, so the failure shows.
+    var broken = false;
     for (var sp = 0u; sp < p.nseg; sp++) {
         let st = part_ml[row * p.nseg + sp];
+        broken = broken || st.y < 0.0;
         if (st.y > 0.0) {
             big = select(st.x, max(big, st.x), any_key);
             any_key = true;
@@ -56,10 +60,11 @@ fn main(
     for (var c = 0u; c < 4u; c++) {
         let e = 4u * t + c;
         if (e < p.value_dim) {
-            o[row * p.value_dim + e] = acc[c] * inv;
+            o[row * p.value_dim + e] = select(acc[c] * inv, bitcast<f32>(NAN_BITS), broken);
         }
     }
     if (t == 0u) {
-        lse[row] = select(NEG_INF_BITS, bitcast<u32>(big + log(max(l, 1e-30))), any_key);
+        let bits = select(NEG_INF_BITS, bitcast<u32>(big + log(max(l, 1e-30))), any_key);
+        lse[row] = select(bits, NAN_BITS, broken);
     }
 }

@@ -313,6 +313,19 @@ pub(crate) fn validate(
             });
         }
     }
+    if let Some(sg) = opts.emulate_subgroups {
+        let max = ctx.limits().max_compute_invocations_per_workgroup;
+        if !crate::subgroups::FORM_SIZES.contains(&sg) || sg > max {
+            return Err(Error::InvalidOption {
+                option: "emulate_subgroups",
+                got: sg.to_string(),
+                expected: format!(
+                    "one of {:?}, at most max_compute_invocations_per_workgroup ({max})",
+                    crate::subgroups::FORM_SIZES
+                ),
+            });
+        }
+    }
     if opts.variant == Variant::Fused && !fused::supports(&shape) {
         return Err(Error::Unsupported {
             variant: "fused",
@@ -399,6 +412,25 @@ pub(crate) fn choose_variant(ctx: &Context, requested: Variant, shape: &Shape) -
 }
 
 impl Context {
+    /// What a call of this shape with these options runs, in words: the variant (the automatic
+    /// choice resolved) and its kernel form, with the reason where a faster form was not taken
+    /// (for example a subgroup size the probe did not confirm, or dims too large for the subgroup
+    /// form at this size).
+    pub fn explain(&self, shape: &Shape, opts: &AttentionOptions) -> String {
+        let variant = choose_variant(self, opts.variant, shape);
+        let form = |rows| {
+            fused::flash_form(self, shape, opts.subgroups, opts.emulate_subgroups, rows).describe()
+        };
+        match variant {
+            Variant::Fused => format!("fused, {}", form(shape.q_len)),
+            Variant::Decode => format!("decode, {}", form(shape.group() * shape.q_len)),
+            _ if fused::subgroups_enabled(self, opts.subgroups) => {
+                "staged, subgroup row reductions".to_string()
+            }
+            _ => "staged, workgroup-memory row reductions".to_string(),
+        }
+    }
+
     /// Checks the inputs, allocates outputs and records the attention into `encoder`. Nothing is
     /// submitted: the caller may batch it with its own passes and submit once.
     pub fn record_attention(
@@ -499,8 +531,7 @@ impl Context {
                         v,
                         &outputs.out,
                         &lse,
-                        opts.subgroups,
-                        opts.max_dispatch_work,
+                        opts,
                     )?;
                 } else {
                     decode::record(
@@ -512,7 +543,7 @@ impl Context {
                         v,
                         &outputs.out,
                         &lse,
-                        opts.subgroups,
+                        opts,
                     )?;
                 }
                 if outputs.probs.is_some() {

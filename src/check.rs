@@ -284,6 +284,7 @@ pub async fn verify(
     o.max_scratch_bytes = opts.max_scratch_bytes;
     o.timeout = opts.timeout;
     o.subgroups = opts.subgroups;
+    o.emulate_subgroups = opts.emulate_subgroups;
     let from_file = expected_from_file(case);
     let want_probs = opts.return_probs || (from_file.is_some() && case.probs.is_some());
     o.return_lse = true;

@@ -27,46 +27,88 @@ use crate::fused;
 use crate::known_issues::{self, Action};
 use crate::options::{AttentionOptions, Causal, MaskKind, Variant};
 
-/// One way of running a case: a variant, in its subgroup form or not.
+/// One way of running a case: a variant, in its subgroup form or not, and for the fused and
+/// decode subgroup forms the subgroup size (native, or emulated through workgroup memory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Config {
     pub variant: Variant,
     pub subgroups: bool,
+    /// The fused or decode subgroup form's size: the probe-confirmed size of the device, or with
+    /// `emulated` the size whose generated code runs with workgroup-memory broadcasts.
+    pub subgroup_size: Option<u32>,
+    pub emulated: bool,
 }
 
 impl Config {
-    /// `staged`, `staged+sg`, `fused`, `fused+sg`, `decode`.
+    /// `staged`, `staged+sg`, `fused`, `fused+sg8`, `decode+sg8`, `fused+sg32emu`, ...: the
+    /// subgroup size is in the label, so a failure names it.
     pub fn label(&self) -> String {
-        format!(
-            "{}{}",
-            self.variant,
-            if self.subgroups { "+sg" } else { "" }
-        )
+        let sg = match (self.subgroups, self.subgroup_size) {
+            (false, _) => String::new(),
+            (true, None) => "+sg".into(),
+            (true, Some(n)) => format!("+sg{n}{}", if self.emulated { "emu" } else { "" }),
+        };
+        format!("{}{sg}", self.variant)
+    }
+
+    /// The options that run a case in this configuration.
+    pub fn options(&self) -> AttentionOptions {
+        self.apply(&AttentionOptions::default())
+    }
+
+    /// `base` with this configuration's variant and form.
+    pub fn apply(&self, base: &AttentionOptions) -> AttentionOptions {
+        AttentionOptions {
+            variant: self.variant,
+            subgroups: Some(self.subgroups),
+            emulate_subgroups: self.subgroup_size.filter(|_| self.emulated),
+            ..base.clone()
+        }
     }
 }
 
 /// Every configuration the adapter can run: each variant in its workgroup-memory form; staged
-/// with subgroup reductions where the adapter has SUBGROUP; the fused subgroup form where the
-/// subgroup size is also fixed.
+/// with subgroup reductions where the adapter has SUBGROUP; the fused and decode subgroup forms
+/// at the size the subgroup probe confirmed; and those two forms emulated at the adapter's
+/// reported size where the probe did not confirm it (so the code for that size is checked even
+/// though the device cannot run it).
 pub fn configs(ctx: &Context) -> Vec<Config> {
+    let support = crate::subgroups::support(ctx);
+    let unconfirmed = support
+        .reported
+        .filter(|r| Some(*r) != support.size && crate::subgroups::FORM_SIZES.contains(r));
+    configs_with(ctx, unconfirmed.as_slice())
+}
+
+/// [`configs`] with the fused and decode subgroup forms also emulated at each of `emulate`.
+pub fn configs_with(ctx: &Context, emulate: &[u32]) -> Vec<Config> {
+    let plain = |variant, subgroups, subgroup_size, emulated| Config {
+        variant,
+        subgroups,
+        subgroup_size,
+        emulated,
+    };
     let mut c: Vec<Config> = Variant::CONCRETE
         .iter()
-        .map(|&variant| Config {
-            variant,
-            subgroups: false,
-        })
+        .map(|&v| plain(v, false, None, false))
         .collect();
     if fused::subgroups_enabled(ctx, Some(true)) {
-        c.push(Config {
-            variant: Variant::Staged,
-            subgroups: true,
-        });
+        c.push(plain(Variant::Staged, true, None, false));
     }
-    if fused::subgroup_size(ctx, Some(true)).is_some() {
-        c.push(Config {
-            variant: Variant::Fused,
-            subgroups: true,
-        });
+    if let Some(n) = fused::subgroup_size(ctx, Some(true)) {
+        c.push(plain(Variant::Fused, true, Some(n), false));
+        c.push(plain(Variant::Decode, true, Some(n), false));
+    }
+    let max = ctx.limits().max_compute_invocations_per_workgroup;
+    for &n in emulate {
+        if crate::subgroups::FORM_SIZES.contains(&n) && n <= max {
+            for v in [Variant::Fused, Variant::Decode] {
+                let cfg = plain(v, true, Some(n), true);
+                if !c.contains(&cfg) {
+                    c.push(cfg);
+                }
+            }
+        }
     }
     c
 }
@@ -411,6 +453,9 @@ pub struct AdapterReport {
     pub problems: Vec<CaseResult>,
     /// Cases left out or expected to fail by the known-issue table, with the reason.
     pub known: Vec<CaseResult>,
+    /// Driver problems of this adapter that the library works around (known-issue rows of
+    /// [`Action::WorkedAround`]), with their evidence.
+    pub worked_around: Vec<String>,
 }
 
 impl AdapterReport {
@@ -480,6 +525,12 @@ impl AdapterReport {
                 ));
             }
         }
+        if !self.worked_around.is_empty() {
+            m.push_str("\nDriver problems worked around:\n\n");
+            for w in &self.worked_around {
+                m.push_str(&format!("- {w}\n"));
+            }
+        }
         if !self.known.is_empty() {
             m.push_str("\nKnown issues applied:\n\n");
             for r in &self.known {
@@ -504,6 +555,9 @@ pub struct Settings {
     pub only: Vec<usize>,
     /// Only configurations with these labels (all when empty).
     pub configs: Vec<String>,
+    /// Subgroup sizes at which to also run the fused and decode subgroup forms emulated (besides
+    /// the adapter's reported size when the probe did not confirm it).
+    pub emulate: Vec<u32>,
     /// Query rows compared with the reference per case (all rows when the case is smaller).
     pub sample_rows: usize,
     /// The command prefix of repro lines (e.g. `WGPU_BACKEND=vulkan attn-bench`).
@@ -518,6 +572,7 @@ impl Default for Settings {
             files: Vec::new(),
             only: Vec::new(),
             configs: Vec::new(),
+            emulate: Vec::new(),
             sample_rows: 48,
             command: "attn-bench".into(),
         }
@@ -532,10 +587,8 @@ fn run_case(
     sample: usize,
 ) -> (Outcome, Option<check::Report>, String) {
     let opts = AttentionOptions {
-        variant: cfg.variant,
-        subgroups: Some(cfg.subgroups),
         return_probs: probs,
-        ..Default::default()
+        ..cfg.options()
     };
     match check::verify_blocking(ctx, case, &opts, Some(sample), Tolerance::FLOAT32) {
         Ok(r) if r.passed => (Outcome::Pass, Some(r), String::new()),
@@ -585,10 +638,16 @@ impl Work {
                 set.seed,
                 cfg.label()
             ),
-            // `check` takes the variant; the form comes from the environment.
+            // `check` takes the variant and any emulated size; the form comes from the
+            // environment.
             Source::File(f) => format!(
-                "WGPU_ATTENTION_SUBGROUPS={} {prefix} check {f} --variant {}",
-                cfg.subgroups as u8, cfg.variant
+                "WGPU_ATTENTION_SUBGROUPS={} {prefix} check {f} --variant {}{}",
+                cfg.subgroups as u8,
+                cfg.variant,
+                match cfg.subgroup_size.filter(|_| cfg.emulated) {
+                    Some(n) => format!(" --emulate-subgroups {n}"),
+                    None => String::new(),
+                }
             ),
         }
     }
@@ -598,7 +657,13 @@ impl Work {
 pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)) -> AdapterReport {
     let t0 = Instant::now();
     let info = ctx.adapter_info().clone();
-    let cfgs: Vec<Config> = configs(ctx)
+    let mut cfgs = configs(ctx);
+    for c in configs_with(ctx, &set.emulate) {
+        if !cfgs.contains(&c) {
+            cfgs.push(c);
+        }
+    }
+    let cfgs: Vec<Config> = cfgs
         .into_iter()
         .filter(|c| set.configs.is_empty() || set.configs.contains(&c.label()))
         .collect();
@@ -718,10 +783,20 @@ pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)
         device_type: format!("{:?}", info.device_type),
         driver: format!("{} {}", info.driver, info.driver_info),
         features: format!("{:?}", ctx.features()),
-        subgroup_size: if info.subgroup_min_size == info.subgroup_max_size {
-            info.subgroup_min_size.to_string()
-        } else {
-            format!("{}..{}", info.subgroup_min_size, info.subgroup_max_size)
+        subgroup_size: {
+            let reported = if info.subgroup_min_size == info.subgroup_max_size {
+                info.subgroup_min_size.to_string()
+            } else {
+                format!("{}..{}", info.subgroup_min_size, info.subgroup_max_size)
+            };
+            let support = crate::subgroups::support(ctx);
+            format!(
+                "{reported} reported; subgroup form at {} ({})",
+                support
+                    .size
+                    .map_or_else(|| "none".to_string(), |n| n.to_string()),
+                support.note
+            )
         },
         limits,
         size: set.size,
@@ -731,6 +806,10 @@ pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)
         counts,
         problems,
         known,
+        worked_around: known_issues::worked_around(ctx.known_issues(), &info)
+            .iter()
+            .map(|k| format!("{} ({})", k.reason, k.link))
+            .collect(),
     }
 }
 

@@ -26,6 +26,10 @@ pub struct ContextOptions {
     /// Known driver issues to honour besides [`known_issues::TABLE`](crate::known_issues::TABLE)
     /// (consulted first): the automatic choice avoids the variants they name.
     pub known_issues: Vec<KnownIssue>,
+    /// Skip the subgroup probe and trust the adapter's reported subgroup size (see
+    /// [`subgroups`](crate::subgroups)). Off by default; for testing the fused kernel's in-kernel
+    /// check on a driver that breaks the promise (it then writes NaN, never wrong numbers).
+    pub trust_subgroup_size: bool,
 }
 
 impl Default for ContextOptions {
@@ -36,6 +40,7 @@ impl Default for ContextOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             tuning: None,
             known_issues: Vec::new(),
+            trust_subgroup_size: false,
         }
     }
 }
@@ -86,6 +91,9 @@ struct Inner {
     tuning: Tuning,
     tuning_source: &'static str,
     known_issues: Vec<KnownIssue>,
+    /// What the subgroup probe found, on first use (`subgroups::support`).
+    subgroups: std::sync::OnceLock<crate::subgroups::SubgroupSupport>,
+    trust_subgroup_size: bool,
     /// A small buffer bound in place of an absent optional input (mask, key lengths).
     dummy: wgpu::Buffer,
 }
@@ -168,7 +176,7 @@ impl Context {
                 seen: seen.join(", "),
             });
         };
-        Self::open_with(&adapter, options.tuning, options.known_issues).await
+        Self::open_with(&adapter, options).await
     }
 
     /// Blocking form of [`Context::new`].
@@ -178,14 +186,10 @@ impl Context {
 
     /// Opens a device on a given adapter, with the optional features it has and its own limits.
     pub async fn open(adapter: &wgpu::Adapter) -> Result<Self> {
-        Self::open_with(adapter, None, Vec::new()).await
+        Self::open_with(adapter, ContextOptions::default()).await
     }
 
-    async fn open_with(
-        adapter: &wgpu::Adapter,
-        tuning: Option<Tuning>,
-        known_issues: Vec<KnownIssue>,
-    ) -> Result<Self> {
+    async fn open_with(adapter: &wgpu::Adapter, options: ContextOptions) -> Result<Self> {
         let features = adapter.features() & OPTIONAL_FEATURES;
         // The adapter's limits, not wgpu's defaults: bindings above 128 MiB and the full workgroup
         // memory are usable where the hardware has them.
@@ -216,14 +220,7 @@ impl Context {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             eprintln!("wgpu-attention: uncaptured GPU error: {e}");
         }));
-        Ok(Self::wrap(
-            device,
-            queue,
-            adapter.get_info(),
-            lost,
-            tuning,
-            known_issues,
-        ))
+        Ok(Self::wrap(device, queue, adapter.get_info(), lost, options))
     }
 
     /// Wraps a caller's device and queue. The caller's uncaptured-error handler and device-lost
@@ -236,8 +233,7 @@ impl Context {
             queue,
             info,
             Arc::new(Mutex::new(None)),
-            None,
-            Vec::new(),
+            ContextOptions::default(),
         )
     }
 
@@ -246,9 +242,9 @@ impl Context {
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         lost: Arc<Mutex<Option<String>>>,
-        tuning: Option<Tuning>,
-        mut known_issues: Vec<KnownIssue>,
+        options: ContextOptions,
     ) -> Self {
+        let mut known_issues = options.known_issues;
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-attention dummy"),
             size: 16,
@@ -256,7 +252,7 @@ impl Context {
             mapped_at_creation: false,
         });
         // The caller's tuning, else the adapter's row; the caller's known issues before the table's.
-        let (tuning, tuning_source) = match tuning {
+        let (tuning, tuning_source) = match options.tuning {
             Some(t) => (t, "caller"),
             None => crate::tuning::for_adapter(&info),
         };
@@ -274,6 +270,8 @@ impl Context {
                 lost,
                 pipelines: Mutex::new(HashMap::new()),
                 compiled: AtomicUsize::new(0),
+                subgroups: std::sync::OnceLock::new(),
+                trust_subgroup_size: options.trust_subgroup_size,
                 dummy,
             }),
         }
@@ -304,6 +302,12 @@ impl Context {
     /// Known issues in force on this context: the caller's, then the built-in table's.
     pub fn known_issues(&self) -> &[KnownIssue] {
         &self.inner.known_issues
+    }
+    pub(crate) fn subgroup_cache(&self) -> &std::sync::OnceLock<crate::subgroups::SubgroupSupport> {
+        &self.inner.subgroups
+    }
+    pub(crate) fn trusts_subgroup_size(&self) -> bool {
+        self.inner.trust_subgroup_size
     }
     /// Number of pipelines compiled so far; a repeated call with the same specialization adds none.
     pub fn pipelines_compiled(&self) -> usize {

@@ -64,7 +64,7 @@ pub(crate) fn record(
     v: &Tensor,
     out: &Tensor,
     lse: &Tensor,
-    subgroups: Option<bool>,
+    opts: &crate::options::AttentionOptions,
 ) -> Result<()> {
     let s = prob.shape;
     if let Some(reason) = unsupported(ctx, &s) {
@@ -77,7 +77,7 @@ pub(crate) fn record(
     // The split kernel: the fused kernel in its decode mode (subgroup or workgroup-memory form).
     let group_rows = s.group() * s.q_len;
     let (split_kernel, rows_per_group, _) =
-        crate::fused::flash_kernel(ctx, prob, subgroups, true, group_rows, spec)?;
+        crate::fused::flash_kernel(ctx, prob, opts, true, group_rows, spec)?;
     let merge_kernel = ctx.kernel(&merge::SOURCE, merge::key())?;
     let (per_split, nsplit) = splits(ctx, &s);
     let rows = s.batch * s.q_heads * s.q_len;

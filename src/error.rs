@@ -148,6 +148,14 @@ pub enum Error {
         limit: u32,
     },
 
+    /// An option of [`AttentionOptions`](crate::AttentionOptions) has a value it cannot take.
+    #[error("option {option}: {got} is not allowed; expected {expected}")]
+    InvalidOption {
+        option: &'static str,
+        got: String,
+        expected: String,
+    },
+
     /// The requested variant cannot run this problem.
     #[error("variant {variant} cannot run this problem: {reason}")]
     Unsupported {

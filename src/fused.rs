@@ -6,6 +6,7 @@
 use crate::attention::{Problem, Shape};
 use crate::context::Context;
 use crate::error::Result;
+use crate::options::AttentionOptions;
 use crate::kernels::{
     bind_group, chunk_flags, flash, mask_and_lengths, params_binding, params_buffer,
     storage_binding, tensor_binding,
@@ -23,17 +24,100 @@ pub(crate) fn subgroups_enabled(ctx: &Context, subgroups: Option<bool>) -> bool 
 }
 
 /// The subgroup size the subgroup form of the fused kernel runs with: where subgroups are enabled
-/// and the adapter reports one fixed size from 4 to 128 (read from the adapter, never assumed).
-/// The fused kernel's literal-lane broadcasts need the size at compile time; the softmax
-/// reductions do not, and run on any size.
+/// and the subgroup probe confirmed a size on this device ([`crate::subgroups::support`]; never
+/// the adapter's report alone). The fused kernel's literal-lane broadcasts need the size at
+/// compile time; the softmax reductions do not, and run on any size.
 pub(crate) fn subgroup_size(ctx: &Context, subgroups: Option<bool>) -> Option<u32> {
-    let info = ctx.adapter_info();
-    let fixed = info.subgroup_min_size == info.subgroup_max_size;
-    (subgroups_enabled(ctx, subgroups)
-        && fixed
-        && (4..=128).contains(&info.subgroup_min_size)
-        && info.subgroup_min_size.is_power_of_two())
-    .then_some(info.subgroup_min_size)
+    if !subgroups_enabled(ctx, subgroups) {
+        return None;
+    }
+    crate::subgroups::support(ctx).size
+}
+
+/// How a fused or decode call runs its flash kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FlashForm {
+    /// The subgroup form at `size` lanes with `rows` rows per invocation; `emulated`: its
+    /// broadcasts through workgroup memory (`AttentionOptions::emulate_subgroups`).
+    Subgroup { size: u32, rows: u32, emulated: bool },
+    /// The workgroup-memory form, and why the subgroup form was not taken.
+    Workgroup { why: String },
+}
+
+impl FlashForm {
+    /// In words, for `AttentionOutput::kernel`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            FlashForm::Subgroup {
+                size,
+                rows,
+                emulated,
+            } => format!(
+                "subgroup form, {size} lanes{}, {rows} row{} per invocation",
+                if *emulated {
+                    " emulated through workgroup memory"
+                } else {
+                    ""
+                },
+                if *rows == 1 { "" } else { "s" }
+            ),
+            FlashForm::Workgroup { why } => format!("workgroup-memory form ({why})"),
+        }
+    }
+}
+
+/// The form of the flash kernel for a problem: the emulated subgroup form where the caller asks
+/// for it, else the subgroup form where the probe confirmed a size and the generated loop is not
+/// too long for these dims, else the workgroup-memory form, with the reason. `rows`: query rows
+/// per head (fused) or per key/value head (decode).
+pub(crate) fn flash_form(
+    ctx: &Context,
+    s: &Shape,
+    subgroups: Option<bool>,
+    emulate: Option<u32>,
+    rows: usize,
+) -> FlashForm {
+    let (sg, emulated) = match emulate {
+        Some(sg) => (sg, true),
+        None => {
+            if !subgroups_enabled(ctx, subgroups) {
+                return FlashForm::Workgroup {
+                    why: "subgroups off or not on this adapter".into(),
+                };
+            }
+            let support = crate::subgroups::support(ctx);
+            match support.size {
+                Some(sg) => (sg, false),
+                None => {
+                    return FlashForm::Workgroup {
+                        why: format!("subgroup size: {}", support.note),
+                    }
+                }
+            }
+        }
+    };
+    let max_steps = if emulated {
+        flash::EMULATED_MAX_STEPS
+    } else {
+        flash::SUBGROUP_MAX_STEPS
+    };
+    match flash::subgroup_rows(ctx.tuning().0, sg, s.head_dim, s.value_dim, rows, max_steps) {
+        Some(r) => FlashForm::Subgroup {
+            size: sg,
+            rows: r,
+            emulated,
+        },
+        None => FlashForm::Workgroup {
+            why: format!(
+                "at {sg} lanes, head dim {} and value dim {} need {} broadcast steps per key \
+                 block, more than the {}subgroup form's {max_steps}",
+                s.head_dim,
+                s.value_dim,
+                sg as usize * (s.head_dim.div_ceil(4) + s.value_dim.div_ceil(4)),
+                if emulated { "emulated " } else { "" }
+            ),
+        },
+    }
 }
 
 /// Whether the subgroup form reads K and V 8 floats at a time: where the tuning row asks for it
@@ -90,46 +174,48 @@ pub(crate) fn flash_bind_group(
     )
 }
 
-/// The flash kernel for a fused or decode call: its subgroup form where the adapter has a fixed
-/// subgroup size and the generated loop is not too long for these dims, else the
-/// workgroup-memory form of `spec`. Returns the kernel, the rows each workgroup covers (of
+/// The flash kernel for a fused or decode call, in the form [`flash_form`] picks (else the
+/// workgroup-memory form of `spec`). Returns the kernel, the rows each workgroup covers (of
 /// `rows` per head, or per key/value head for decode) and the subgroup size of the subgroup form.
 pub(crate) fn flash_kernel(
     ctx: &Context,
     prob: &Problem,
-    subgroups: Option<bool>,
+    opts: &AttentionOptions,
     decode: bool,
     rows: usize,
     spec: flash::Spec,
 ) -> Result<(std::sync::Arc<crate::context::Kernel>, usize, Option<u32>)> {
     let s = prob.shape;
-    let sg = subgroup_size(ctx, subgroups).and_then(|sg| {
-        flash::subgroup_rows(ctx.tuning().0, sg, s.head_dim, s.value_dim, rows).map(|r| (sg, r))
-    });
-    Ok(match sg {
-        Some((sg, r)) => {
-            let mask = prob.params().mask_kind;
-            let key = flash::subgroup_key(
-                sg,
-                r,
-                decode,
-                s.head_dim,
-                s.value_dim,
-                mask,
-                wide_loads(ctx),
-            );
-            (
-                ctx.kernel(&flash::SUBGROUP_SOURCE, key)?,
-                (sg * r) as usize,
-                Some(sg),
-            )
-        }
-        None => (
-            ctx.kernel(&flash::SOURCE, flash::key(spec))?,
-            spec.bq as usize,
-            None,
-        ),
-    })
+    Ok(
+        match flash_form(ctx, &s, opts.subgroups, opts.emulate_subgroups, rows) {
+            FlashForm::Subgroup {
+                size,
+                rows: r,
+                emulated,
+            } => {
+                let key = flash::subgroup_key(
+                    size,
+                    r,
+                    decode,
+                    s.head_dim,
+                    s.value_dim,
+                    prob.params().mask_kind,
+                    wide_loads(ctx),
+                    emulated,
+                );
+                (
+                    ctx.kernel(&flash::SUBGROUP_SOURCE, key)?,
+                    (size * r) as usize,
+                    Some(size),
+                )
+            }
+            FlashForm::Workgroup { .. } => (
+                ctx.kernel(&flash::SOURCE, flash::key(spec))?,
+                spec.bq as usize,
+                None,
+            ),
+        },
+    )
 }
 
 /// Records the fused kernel: for each group of heads, one dispatch per key chunk, in order.
@@ -143,13 +229,12 @@ pub(crate) fn record(
     v: &Tensor,
     out: &Tensor,
     lse: &Tensor,
-    subgroups: Option<bool>,
-    max_dispatch_work: Option<u64>,
+    opts: &AttentionOptions,
 ) -> Result<()> {
     let s = prob.shape;
+    let max_dispatch_work = opts.max_dispatch_work;
     let spec = flash::spec(ctx.tuning().0, s.head_dim, s.value_dim);
-    let (kernel, rows_per_group, subgroup) =
-        flash_kernel(ctx, prob, subgroups, false, s.q_len, spec)?;
+    let (kernel, rows_per_group, subgroup) = flash_kernel(ctx, prob, opts, false, s.q_len, spec)?;
     let kc = match subgroup {
         Some(sg) => flash::subgroup_keys_per_dispatch(sg),
         None => flash::keys_per_dispatch(spec),

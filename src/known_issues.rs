@@ -3,9 +3,11 @@
 //! automatic kernel choice, which never picks a variant the table marks on the adapter at hand.
 //!
 //! Rows are added when a conformance run finds a driver computing a variant wrongly; each carries
-//! the reason and a link to the evidence. The table is empty today: on lavapipe (Mesa 22.3.6,
-//! LLVM 15) every variant passes the whole suite, the loop limiter being avoided by design
-//! (bounded loops per invocation) rather than listed here. See docs/CONFORMANCE.md.
+//! the reason and a link to the evidence. No variant is marked wrong today: on lavapipe (Mesa
+//! 22.3.6, LLVM 15) every variant passes the whole suite, the loop limiter being avoided by design
+//! (bounded loops per invocation) rather than listed here. The rows that are here are driver
+//! problems the library detects and works around ([`Action::WorkedAround`]): listed so that the
+//! conformance report names them on the adapters they concern. See docs/CONFORMANCE.md.
 
 use crate::options::Variant;
 use crate::tuning::AdapterPattern;
@@ -18,6 +20,9 @@ pub enum Action {
     Skip,
     /// Run, and expected to give wrong results; passing is reported as an unexpected pass.
     ExpectFail,
+    /// A driver problem the library detects and works around: every case runs and must pass;
+    /// the report lists the row. The automatic choice does not avoid the variant for it.
+    WorkedAround,
 }
 
 /// One known issue: a variant (or every variant, `None`) that a driver gets wrong.
@@ -41,23 +46,67 @@ impl KnownIssue {
     }
 }
 
-/// The table (empty: nothing has been found wrong yet; see the module documentation).
-pub const TABLE: &[KnownIssue] = &[];
+/// lavapipe above `LP_NATIVE_VECTOR_WIDTH` 512 reports subgroups of width / 32 (32, 64, 128) but
+/// runs every workgroup as subgroups of at most 16 lanes (its `subgroup_size` builtin still says
+/// width / 32). Found with `shaders/subgroup_probe.wgsl`; Mesa 22.3.6 and 25.0.7 both do it.
+const LAVAPIPE_WIDE_SUBGROUPS: &str = "lavapipe reports subgroups wider than 16 lanes but runs \
+     subgroups of 16; the subgroup probe sees it and the fused and decode subgroup forms run at 16 \
+     (their code for the reported size is checked in the emulated form)";
+const LAVAPIPE_LINK: &str = "docs/CONFORMANCE.md#subgroup-sizes";
 
-/// The first issue of `table` for this adapter, variant and form.
+const fn lavapipe_wide(name: &'static str) -> KnownIssue {
+    KnownIssue {
+        adapter: AdapterPattern {
+            backend: None,
+            vendor: None,
+            name,
+            driver: "",
+        },
+        variant: None,
+        subgroups: Some(true),
+        action: Action::WorkedAround,
+        reason: LAVAPIPE_WIDE_SUBGROUPS,
+        link: LAVAPIPE_LINK,
+    }
+}
+
+/// The table (no variant is marked wrong; see the module documentation).
+pub const TABLE: &[KnownIssue] = &[
+    lavapipe_wide("llvmpipe (LLVM 15.0.6, 1024 bits)"),
+    lavapipe_wide("llvmpipe (LLVM 15.0.6, 2048 bits)"),
+    lavapipe_wide("llvmpipe (LLVM 15.0.6, 4096 bits)"),
+];
+
+/// The first issue of `table` that changes what the suite does with a case of this adapter,
+/// variant and form (a skip or an expected failure; worked-around rows change nothing).
 pub fn find<'a>(
     table: &'a [KnownIssue],
     info: &wgpu::AdapterInfo,
     variant: Variant,
     subgroups: bool,
 ) -> Option<&'a KnownIssue> {
-    table.iter().find(|k| k.applies(info, variant, subgroups))
-}
-
-/// Whether the automatic choice must avoid a variant on this adapter: any row, skip or
-/// expect-fail, for it in either form.
-pub fn avoid(table: &[KnownIssue], info: &wgpu::AdapterInfo, variant: Variant) -> bool {
     table
         .iter()
-        .any(|k| k.adapter.matches(info) && k.variant.is_none_or(|v| v == variant))
+        .find(|k| k.action != Action::WorkedAround && k.applies(info, variant, subgroups))
+}
+
+/// The worked-around driver problems of this adapter, for the report.
+pub fn worked_around<'a>(
+    table: &'a [KnownIssue],
+    info: &wgpu::AdapterInfo,
+) -> Vec<&'a KnownIssue> {
+    table
+        .iter()
+        .filter(|k| k.action == Action::WorkedAround && k.adapter.matches(info))
+        .collect()
+}
+
+/// Whether the automatic choice must avoid a variant on this adapter: any skip or expect-fail
+/// row for it in either form.
+pub fn avoid(table: &[KnownIssue], info: &wgpu::AdapterInfo, variant: Variant) -> bool {
+    table.iter().any(|k| {
+        k.action != Action::WorkedAround
+            && k.adapter.matches(info)
+            && k.variant.is_none_or(|v| v == variant)
+    })
 }

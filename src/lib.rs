@@ -15,6 +15,7 @@ pub mod known_issues;
 mod options;
 pub mod reference;
 mod staged;
+pub mod subgroups;
 mod tensor;
 pub mod tuning;
 

@@ -148,6 +148,15 @@ pub struct AttentionOptions {
     /// workgroup-memory form; `None` follows `WGPU_ATTENTION_SUBGROUPS` (`0` turns it off). On
     /// lavapipe the subgroup form measured about 1.4× faster (docs/PERFORMANCE.md).
     pub subgroups: Option<bool>,
+    /// Fused and decode variants: run the subgroup form's code generated for this subgroup size,
+    /// with its broadcasts done through workgroup memory instead of subgroup operations, on any
+    /// adapter. Slower than either real form; for checking the generated code at sizes the adapter
+    /// at hand does not have (lavapipe cannot run 32, 64 or 128). One of
+    /// [`subgroups::FORM_SIZES`](crate::subgroups::FORM_SIZES), at most the device's
+    /// `max_compute_invocations_per_workgroup`. Where the dims make the generated loop too long
+    /// for the size, the workgroup-memory form runs ([`Context::explain`](crate::Context::explain)
+    /// says which).
+    pub emulate_subgroups: Option<u32>,
     /// Scan Q, K, V and the mask on the host before running (a readback of each: costly, for
     /// debugging and untrusted inputs) and return `Error::NonFiniteInput` naming the tensor and
     /// index of the first NaN or ±inf. Done by the submitting forms (`attention`,

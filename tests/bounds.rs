@@ -69,7 +69,8 @@ fn run(case: &Case) {
         );
     }
     let expected = reference::attention(case, true);
-    for (variant, subgroups) in configs() {
+    for cfg in configs() {
+        let (variant, label) = (cfg.variant, cfg.label());
         // Fresh sentinels and poison: every output buffer back to the sentinel value.
         for (b, _) in &outs {
             c.queue().write_buffer(
@@ -84,11 +85,7 @@ fn run(case: &Case) {
             probs: Some(Tensor::view(c, outs[2].0.clone(), outs[2].1, &s.probs()).unwrap()),
             variant,
         };
-        let opts = AttentionOptions {
-            variant,
-            subgroups,
-            ..base.clone()
-        };
+        let opts = cfg.apply(&base);
         let ran = c
             .attention_into_blocking(&q, &k, &v, &opts, &outputs)
             .unwrap();
@@ -109,7 +106,7 @@ fn run(case: &Case) {
             &expected,
             Tolerance::FLOAT32,
         );
-        assert!(r.passed, "{variant} sg={subgroups:?}: {}", r.line());
+        assert!(r.passed, "{label}: {}", r.line());
         // Everything outside the three views still holds the sentinel.
         for (k, (b, off)) in outs.iter().enumerate() {
             let all = Tensor::from_buffer(b.clone(), &[(b.size() / 4) as usize])
@@ -124,7 +121,7 @@ fn run(case: &Case) {
                 .collect();
             assert!(
                 touched.is_empty(),
-                "{variant} sg={subgroups:?} wrote outside output {k} at f32 index {:?}",
+                "{label} wrote outside output {k} at f32 index {:?}",
                 &touched[..touched.len().min(8)]
             );
         }

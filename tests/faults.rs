@@ -98,12 +98,9 @@ fn non_finite_inputs_reach_only_the_rows_they_feed() {
         .collect();
     let expected = reference::attention_rows(&case, &clean_rows, false);
     let (q, k, v, opts) = case.upload(c).unwrap();
-    for (variant, subgroups) in configs() {
-        let o = AttentionOptions {
-            variant,
-            subgroups,
-            ..opts.clone()
-        };
+    for cfg in configs() {
+        let label = cfg.label();
+        let o = cfg.apply(&opts);
         let out = c.attention_blocking(&q, &k, &v, &o).unwrap();
         let got = out.out.read_blocking(c).unwrap();
         for (n, &r) in clean_rows.iter().enumerate() {
@@ -112,7 +109,7 @@ fn non_finite_inputs_reach_only_the_rows_they_feed() {
                 let want = expected.out[n * 8 + e];
                 assert!(
                     g.is_finite() && (g as f64 - want).abs() < 1e-5,
-                    "{variant} sg={subgroups:?}: row {r} element {e}: {g} vs {want}"
+                    "{label}: row {r} element {e}: {g} vs {want}"
                 );
             }
         }
@@ -129,16 +126,15 @@ fn work_bound_splits_dispatches_and_split_equals_unsplit_bit_for_bit() {
         .with_causal(Causal::TopLeft)
         .with_key_lengths(vec![300, 211]);
     let (q, k, v, opts) = case.upload(c).unwrap();
-    for (variant, subgroups) in configs() {
-        if variant == Variant::Decode {
+    for cfg in configs() {
+        if cfg.variant == Variant::Decode {
             continue; // decode is one dispatch per key split; the bound applies to prefill
         }
-        let base = AttentionOptions {
-            variant,
-            subgroups,
+        let label = cfg.label();
+        let base = cfg.apply(&AttentionOptions {
             return_lse: true,
             ..opts.clone()
-        };
+        });
         let whole = c.attention_blocking(&q, &k, &v, &base).unwrap();
         for bound in [1u64, 300 * 64 * 40, 300 * 64 * 150 * 3] {
             let split = c
@@ -158,7 +154,7 @@ fn work_bound_splits_dispatches_and_split_equals_unsplit_bit_for_bit() {
             );
             assert!(
                 a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
-                "{variant} sg={subgroups:?} bound {bound}: split differs"
+                "{label} bound {bound}: split differs"
             );
             let (la, lb) = (
                 whole.lse.as_ref().unwrap().read_blocking(c).unwrap(),

@@ -5,7 +5,6 @@ mod common;
 
 use wgpu_attention::case::Case;
 use wgpu_attention::check::{self, Tolerance};
-use wgpu_attention::AttentionOptions;
 
 fn run(name: &str) {
     let path = format!("{}/tests/golden/{name}.json", env!("CARGO_MANIFEST_DIR"));
@@ -14,14 +13,10 @@ fn run(name: &str) {
         case.out.is_some() && case.lse.is_some(),
         "{name}: golden file carries results"
     );
-    for (v, subgroups) in common::configs() {
-        let opts = AttentionOptions {
-            variant: v,
-            subgroups,
-            ..Default::default()
-        };
+    for cfg in common::configs() {
+        let opts = cfg.options();
         let r = check::verify_blocking(common::ctx(), &case, &opts, None, Tolerance::FLOAT32)
-            .unwrap_or_else(|e| panic!("{name} on {v}: {e}"));
+            .unwrap_or_else(|e| panic!("{name} on {}: {e}", cfg.label()));
         eprintln!("{}", r.line());
         assert_eq!(r.rows_checked, r.rows_total, "golden cases check every row");
         assert!(r.passed, "{}", r.line());

@@ -37,7 +37,8 @@ fn capabilities(label: &str) -> Capabilities {
     if label.contains("_W641") {
         c |= Capabilities::SHADER_INT64;
     }
-    if label.contains("subgroup") {
+    // The emulated subgroup form (`_EMU1`) uses no subgroup operation, so it is validated without.
+    if label.contains("subgroup") && !label.contains("_EMU1") {
         c |= Capabilities::SUBGROUP;
     }
     if label.contains("f16") {

@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use wgpu_attention::case::Case;
 use wgpu_attention::check::{self, Tolerance};
-use wgpu_attention::{AttentionOptions, Causal, MaskKind, Shape};
+use wgpu_attention::{Causal, MaskKind, Shape};
 
 fn len() -> impl Strategy<Value = usize> {
     prop_oneof![
@@ -145,11 +145,11 @@ proptest! {
     #[test]
     fn every_variant_matches_the_reference_on_random_problems(p in problem()) {
         let c = case(&p);
-        for (variant, subgroups) in configs() {
-            let opts = AttentionOptions { variant, subgroups, ..Default::default() };
-            let r = check::verify_blocking(ctx(), &c, &opts, Some(40), Tolerance::FLOAT32)
-                .map_err(|e| TestCaseError::fail(format!("{variant} sg={subgroups:?}: {e}")))?;
-            prop_assert!(r.passed, "{variant} sg={subgroups:?}: {}", r.line());
+        for cfg in configs() {
+            let label = cfg.label();
+            let r = check::verify_blocking(ctx(), &c, &cfg.options(), Some(40), Tolerance::FLOAT32)
+                .map_err(|e| TestCaseError::fail(format!("{label}: {e}")))?;
+            prop_assert!(r.passed, "{label}: {}", r.line());
         }
     }
 }

@@ -45,6 +45,10 @@ enum Cmd {
         /// Variant to run: auto (every variant the library has) or one variant.
         #[arg(long, default_value = "auto")]
         variant: Variant,
+        /// Run the fused and decode subgroup forms emulated at this subgroup size (2, 4, ...,
+        /// 128): the code generated for that size, on any adapter.
+        #[arg(long)]
+        emulate_subgroups: Option<u32>,
     },
     /// Check each configuration against the CPU reference, then time it.
     Sweep(SweepArgs),
@@ -81,9 +85,14 @@ enum Cmd {
         /// Only these matrix cases (comma list of indices, as printed in repro lines).
         #[arg(long, value_delimiter = ',')]
         only: Vec<usize>,
-        /// Only these configurations (staged, staged+sg, fused, fused+sg, decode).
+        /// Only these configurations (staged, staged+sg, fused, decode, fused+sgN, decode+sgN,
+        /// fused+sgNemu, decode+sgNemu, as the report labels them).
         #[arg(long, value_delimiter = ',')]
         config: Vec<String>,
+        /// Also run the fused and decode subgroup forms emulated at these subgroup sizes (comma
+        /// list of 2, 4, ..., 128): their generated code checked on any adapter.
+        #[arg(long, value_delimiter = ',')]
+        emulate_subgroups: Vec<u32>,
         /// Run on every adapter wgpu can see (Vulkan, Metal, DX12, GL), not just one.
         #[arg(long)]
         all_adapters: bool,
@@ -193,7 +202,21 @@ fn opts_for(variant: Variant) -> AttentionOptions {
     }
 }
 
-fn cmd_check(ctx: &Context, variant: Variant, files: &[String]) -> ExitCode {
+/// The adapter summary plus what the subgroup probe decided.
+fn describe(ctx: &Context) -> String {
+    format!(
+        "{}\nsubgroups: {}",
+        ctx.describe(),
+        wgpu_attention::subgroups::support(ctx).note
+    )
+}
+
+fn cmd_check(ctx: &Context, variant: Variant, emulate: Option<u32>, files: &[String]) -> ExitCode {
+    println!(
+        "adapter: {}\nsubgroups: {}",
+        ctx.adapter_info().name,
+        wgpu_attention::subgroups::support(ctx).note
+    );
     let mut cases = Vec::new();
     for f in files {
         match Case::load(f) {
@@ -207,7 +230,11 @@ fn cmd_check(ctx: &Context, variant: Variant, files: &[String]) -> ExitCode {
     let (mut passed, mut failed) = (0, 0);
     for case in &cases {
         for v in variants(variant) {
-            match check::verify_blocking(ctx, case, &opts_for(v), None, Tolerance::FLOAT32) {
+            let opts = AttentionOptions {
+                emulate_subgroups: emulate,
+                ..opts_for(v)
+            };
+            match check::verify_blocking(ctx, case, &opts, None, Tolerance::FLOAT32) {
                 Ok(r) => {
                     println!("{}", r.line());
                     if r.passed {
@@ -311,7 +338,7 @@ fn time_call(
 }
 
 fn main_job(ctx: &Context, variant: Variant) -> ExitCode {
-    println!("== adapter ==\n{}\n", ctx.describe());
+    println!("== adapter ==\n{}\n", describe(&ctx));
     println!("== self-check against the f64 CPU reference ==");
     let mut failed = 0;
     for (case, sample) in self_check_cases() {
@@ -788,8 +815,7 @@ fn cmd_tune(cli: &Cli, ctx: &Context, quick: bool, json: Option<&str>) -> ExitCo
         ..Default::default()
     };
     let info = ctx.adapter_info();
-    let subgroup_form = ctx.features().contains(wgpu::Features::SUBGROUP)
-        && info.subgroup_min_size == info.subgroup_max_size;
+    let subgroup_form = wgpu_attention::subgroups::support(ctx).size.is_some();
     let r = bench::tune::run(&base, *start, &info.name, quick, subgroup_form);
     println!(
         "{:<18} {:>10} {:<22} {:<8} {:>10}  error",
@@ -833,10 +859,14 @@ fn main() -> ExitCode {
     match &cli.cmd {
         None => main_job(&ctx, cli.variant),
         Some(Cmd::Info) => {
-            println!("{}", ctx.describe());
+            println!("{}", describe(&ctx));
             ExitCode::SUCCESS
         }
-        Some(Cmd::Check { files, variant }) => cmd_check(&ctx, *variant, files),
+        Some(Cmd::Check {
+            files,
+            variant,
+            emulate_subgroups,
+        }) => cmd_check(&ctx, *variant, *emulate_subgroups, files),
         Some(Cmd::Sweep(args)) => cmd_sweep(&ctx, args),
         Some(Cmd::Peak { json }) => cmd_peak(&ctx, json.as_deref()),
         Some(Cmd::Conformance {
@@ -845,6 +875,7 @@ fn main() -> ExitCode {
             seed,
             only,
             config,
+            emulate_subgroups,
             all_adapters,
             sample_rows,
             json,
@@ -855,6 +886,7 @@ fn main() -> ExitCode {
                 files: files.clone(),
                 only: only.clone(),
                 configs: config.clone(),
+                emulate: emulate_subgroups.clone(),
                 sample_rows: *sample_rows,
                 command: "attn-bench".into(),
             };

@@ -104,17 +104,25 @@ pub(crate) fn keys_per_dispatch(s: Spec) -> usize {
 /// about 18 s and 4,096 in about 70 s (head dims 64, 128 and 256 at 4 rows; PERFORMANCE.md, log 11).
 pub(crate) const SUBGROUP_MAX_STEPS: u32 = 1024;
 
+/// The same cap for the emulated form (`EMU = 1`), whose broadcasts are workgroup-memory reads:
+/// llvmpipe compiles each such read into a loop over its lanes, and 960 steps at 32 lanes took
+/// 40 s to compile (dims 59 and 63). Half the cap keeps every emulated kernel to a few seconds;
+/// the code it checks is the same generator at the same size, on smaller dims.
+pub(crate) const EMULATED_MAX_STEPS: u32 = 512;
+
 /// Rows per invocation of the subgroup form for this problem: the tuning row's `fused_sg_rows`
 /// rounded down to a power of two, no more than the query rows need (so a short query block does not run empty rows), one where
 /// a dim is not a multiple of 4 (its rows are read element by element, which makes the code
-/// long and slow to compile), and halved until the generated loop fits [`SUBGROUP_MAX_STEPS`].
-/// `None` when even one row does not fit.
+/// long and slow to compile), and halved until the generated loop fits `max_steps`
+/// ([`SUBGROUP_MAX_STEPS`], or [`EMULATED_MAX_STEPS`] for the emulated form). `None` when even
+/// one row does not fit.
 pub(crate) fn subgroup_rows(
     t: &Tuning,
     sg: u32,
     head_dim: usize,
     value_dim: usize,
     q_len: usize,
+    max_steps: u32,
 ) -> Option<u32> {
     let steps = sg * (head_dim.div_ceil(4) + value_dim.div_ceil(4)) as u32;
     let mut r = t
@@ -126,10 +134,10 @@ pub(crate) fn subgroup_rows(
     }
     // Powers of two only, so that query lengths share pipelines.
     r = 1 << (31 - r.leading_zeros());
-    while r > 1 && steps * r > SUBGROUP_MAX_STEPS {
+    while r > 1 && steps * r > max_steps {
         r /= 2;
     }
-    (steps * r <= SUBGROUP_MAX_STEPS).then_some(r)
+    (steps * r <= max_steps).then_some(r)
 }
 
 /// The subgroup form is specialised for the exact dims (its loads and stores of the dims' tails
@@ -138,6 +146,9 @@ pub(crate) fn subgroup_rows(
 /// call has one.
 /// `wide`: K and V rows whose dim is a multiple of 8 are read as `vec4<u64>` (the device must
 /// have SHADER_INT64; see `Tuning::fused_wide_loads`).
+/// `emulated`: the broadcasts go through workgroup memory instead of subgroup operations, so the
+/// code generated for `sg` runs on any adapter (the shader's header says why).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn subgroup_key(
     sg: u32,
     r: u32,
@@ -146,6 +157,7 @@ pub(crate) fn subgroup_key(
     value_dim: usize,
     mask: u32,
     wide: bool,
+    emulated: bool,
 ) -> PipelineKey {
     let wide = wide && (head_dim % 8 == 0 || value_dim % 8 == 0);
     PipelineKey {
@@ -158,6 +170,7 @@ pub(crate) fn subgroup_key(
             ("DV", value_dim as u32),
             ("MASK", mask),
             ("W64", wide as u32),
+            ("EMU", emulated as u32),
         ],
     }
 }
@@ -181,6 +194,7 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
     };
     let (sg, r, dk, dv) = (get("SG"), get("R"), get("DK"), get("DV"));
     let decode = get("DECODE") != 0;
+    let emu = get("EMU") != 0;
     // Which of K and V are read 8 floats at a time.
     let wide = get("W64") != 0;
     let (wk, wv) = (wide && dk % 8 == 0, wide && dv % 8 == 0);
@@ -192,9 +206,17 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
             continue;
         };
         let code = match name.trim() {
-            "bindings" => gen_bindings(dk, dv, wk, wv),
+            "bindings" => gen_bindings(sg, dk, dv, wk, wv, emu),
+            "lane_builtins" if emu => String::new(),
+            "lane_builtins" => "    @builtin(subgroup_invocation_id) sli: u32,\n".to_string(),
+            "lane_setup" if emu => "    let lane = li;\n    let full = true;\n".to_string(),
+            // Both tests are uniform in the subgroup; subgroupMax(sli) == SG - 1 with SG lanes
+            // active means the lanes are exactly 0..SG-1.
+            "lane_setup" => "    let lane = sli;\n    \
+                             let full = subgroupAdd(1u) == SG && subgroupMax(sli) == SG - 1u;\n"
+                .to_string(),
             "prologue" => gen_prologue(sg, r, dk, dv, decode),
-            "block" => gen_block(sg, r, dk, dv, wk, wv),
+            "block" => gen_block(sg, r, dk, dv, wk, wv, emu),
             "epilogue" => gen_epilogue(r, dv),
             other => panic!("flash_subgroup.wgsl: unknown generated part {other}"),
         };
@@ -206,7 +228,7 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
 /// Q, K, V and O as rows of vec4 when their dim is a multiple of 4 (one load or store per 4
 /// elements), else as scalars; K and V (`wk`, `wv`) as rows of `vec4<u64>` (8 floats per load)
 /// where asked, with the helpers that unpack them.
-fn gen_bindings(dk: u32, dv: u32, wk: bool, wv: bool) -> String {
+fn gen_bindings(sg: u32, dk: u32, dv: u32, wk: bool, wv: bool, emu: bool) -> String {
     let ty = |d: u32| if d % 4 == 0 { "vec4<f32>" } else { "f32" };
     let wide_ty = |d: u32, w: bool| if w { "vec4<u64>" } else { ty(d) };
     let mut c = format!(
@@ -219,6 +241,14 @@ fn gen_bindings(dk: u32, dv: u32, wk: bool, wv: bool) -> String {
         wide_ty(dv, wv),
         ty(dv)
     );
+    if emu {
+        // The emulated broadcasts' exchange: every lane's K and V row of the current block.
+        c += &format!(
+            "var<workgroup> xk: array<vec4<f32>, {}>;\nvar<workgroup> xv: array<vec4<f32>, {}>;\n",
+            sg * dk.div_ceil(4),
+            sg * dv.div_ceil(4)
+        );
+    }
     if wk || wv {
         // Floats 0..3 and 4..7 of a vec4<u64>: each u64 holds two f32, the lower-addressed one in
         // its low word (storage is little-endian in every backend wgpu targets).
@@ -274,13 +304,20 @@ fn row_vec4(buf: &str, row: &str, d: u32, t: u32) -> String {
 
 /// Stores `x` as elements 4t..4t+3 of row `row` of `o` (a dim of `d`): one vec4 store, or the
 /// scalars that exist.
+/// The value passes through `guard4`/`guard1`, which write NaN instead where the workgroup was
+/// not one full subgroup (the shader's header says why).
 fn store_row_vec4(row: &str, d: u32, t: u32, x: &str) -> String {
     if d % 4 == 0 {
-        return format!("        o[{row} * {}u + {t}u] = {x};\n", d / 4);
+        return format!("        o[{row} * {}u + {t}u] = guard4({x}, full);\n", d / 4);
     }
     (0..4)
         .filter(|c| 4 * t + c < d)
-        .map(|c| format!("        o[{row} * {d}u + {}u] = ({x})[{c}];\n", 4 * t + c))
+        .map(|c| {
+            format!(
+                "        o[{row} * {d}u + {}u] = guard1(({x})[{c}], full);\n",
+                4 * t + c
+            )
+        })
         .collect()
 }
 
@@ -291,7 +328,7 @@ fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32, decode: bool) -> String {
         // Rows past the end read the last row (in bounds) and are never written.
         if decode {
             c += &format!(
-                "    let n{r} = wid.x * SG * R + {}u + lane;\n    \
+                "    let n{r} = wid.x * SG * R + {}u + li;\n    \
                  let ok{r} = n{r} < p.group * p.q_len;\n    \
                  let nn{r} = min(n{r}, p.group * p.q_len - 1u);\n    \
                  let h{r} = kvh * p.group + nn{r} / p.q_len;\n    \
@@ -302,7 +339,7 @@ fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32, decode: bool) -> String {
             );
         } else {
             c += &format!(
-                "    let h{r} = h;\n    let i{r} = i_base + {}u + lane;\n    \
+                "    let h{r} = h;\n    let i{r} = i_base + {}u + li;\n    \
                  let ok{r} = i{r} < p.q_len;\n    \
                  let row{r} = (b * p.q_heads + h) * p.q_len + min(i{r}, p.q_len - 1u);\n    \
                  let slot{r} = row{r};\n",
@@ -334,16 +371,32 @@ fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32, decode: bool) -> String {
     c
 }
 
-fn gen_block(sg: u32, r: u32, dk: u32, dv: u32, wk: bool, wv: bool) -> String {
+fn gen_block(sg: u32, r: u32, dk: u32, dv: u32, wk: bool, wv: bool, emu: bool) -> String {
     let (dk4, dv4) = (dk.div_ceil(4), dv.div_ceil(4));
     let share = |x: &str, t: u32, l: u32| {
-        format!("        let {x}{t}_{l} = subgroupBroadcast({x}x{t}, {l}u);\n")
+        if emu {
+            format!("        let {x}{t}_{l} = x{x}[{}u];\n", t * sg + l)
+        } else {
+            format!("        let {x}{t}_{l} = subgroupBroadcast({x}x{t}, {l}u);\n")
+        }
     };
     let mut c = String::new();
+    if emu {
+        // Emulated: every lane stores its key's K and V rows, then everyone reads them.
+        for (x, d, w, d4) in [("k", dk, wk, dk4), ("v", dv, wv, dv4)] {
+            for t in 0..d4 {
+                c += &load_vec4(x, x, "kr", d, t, w);
+                c += &format!("        x{x}[{}u + li] = {x}x{t};\n", t * sg);
+            }
+        }
+        c += "        workgroupBarrier();\n";
+    }
     // Q·Kᵀ: each vec4 of this invocation's key row is loaded once (and broadcast); each serves
     // R rows.
     for t in 0..dk4 {
-        c += &load_vec4("k", "k", "kr", dk, t, wk);
+        if !emu {
+            c += &load_vec4("k", "k", "kr", dk, t, wk);
+        }
         for l in 0..sg {
             c += &share("k", t, l);
             for r in 0..r {
@@ -357,29 +410,31 @@ fn gen_block(sg: u32, r: u32, dk: u32, dv: u32, wk: bool, wv: bool) -> String {
     }
     // Masks and the online-softmax update of each row.
     for r in 0..r {
-        let mut tmax = format!("s{r}_0");
+        let mut scores = Vec::new();
         for l in 0..sg {
             c += &format!(
                 "        s{r}_{l} = masked_score(s{r}_{l}, b, h{r}, i{r}, jb + {l}u, j_stop);\n"
             );
-            if l > 0 {
-                tmax = format!("max({tmax}, s{r}_{l})");
-            }
+            scores.push(format!("s{r}_{l}"));
         }
+        let tmax = balanced(&scores, &|a, b| format!("max({a}, {b})"));
         c += &format!("        let st{r} = online_step(&m{r}, &l{r}, {tmax});\n");
-        let mut sum = Vec::new();
+        let mut probs = Vec::new();
         for l in 0..sg {
             c += &format!("        let p{r}_{l} = prob(s{r}_{l}, st{r}.y);\n");
-            sum.push(format!("p{r}_{l}"));
+            probs.push(format!("p{r}_{l}"));
         }
-        c += &format!("        l{r} += {};\n", sum.join(" + "));
+        let sum = balanced(&probs, &|a, b| format!("({a} + {b})"));
+        c += &format!("        l{r} += {sum};\n");
         for t in 0..dv4 {
             c += &format!("        a{r}_{t} *= st{r}.x;\n");
         }
     }
     // P·V, the same way as Q·Kᵀ.
     for t in 0..dv4 {
-        c += &load_vec4("v", "v", "kr", dv, t, wv);
+        if !emu {
+            c += &load_vec4("v", "v", "kr", dv, t, wv);
+        }
         for l in 0..sg {
             c += &share("v", t, l);
             for r in 0..r {
@@ -387,7 +442,25 @@ fn gen_block(sg: u32, r: u32, dk: u32, dv: u32, wk: bool, wv: bool) -> String {
             }
         }
     }
+    if emu {
+        // The next block overwrites the exchange only after everyone has read this one.
+        c += "        workgroupBarrier();\n";
+    }
     c
+}
+
+/// `terms` combined by `op` as a balanced tree, `log2(n)` deep. A left-nested chain of 128
+/// terms (a 128-lane block's max and sum) took lavapipe 36–43 s to compile; balanced, it does
+/// not grow with depth.
+fn balanced(terms: &[String], op: &dyn Fn(&str, &str) -> String) -> String {
+    match terms {
+        [] => "0.0".into(),
+        [one] => one.clone(),
+        _ => {
+            let (a, b) = terms.split_at(terms.len() / 2);
+            op(&balanced(a, op), &balanced(b, op))
+        }
+    }
 }
 
 fn gen_epilogue(r: u32, dv: u32) -> String {
@@ -401,7 +474,7 @@ fn gen_epilogue(r: u32, dv: u32) -> String {
         for t in 0..dv4 {
             c += &store_row_vec4(&format!("dst{r}"), dv, t, &format!("a{r}_{t} * f{r}"));
         }
-        c += &format!("        finish_row(row{r}, slot{r}, m{r}, l{r}, finalize);\n    }}\n");
+        c += &format!("        finish_row(row{r}, slot{r}, m{r}, l{r}, finalize, full);\n    }}\n");
     }
     c
 }

@@ -11,6 +11,7 @@ pub mod peak;
 pub mod pv;
 pub mod qk;
 pub mod softmax;
+pub(crate) mod subgroup_probe;
 
 use crate::context::Binding;
 
@@ -203,24 +204,38 @@ pub fn all_sources() -> Vec<(String, String)> {
         (&merge::SOURCE, merge::key()),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(8, 4, false, 64, 64, 0, false),
+            flash::subgroup_key(8, 4, false, 64, 64, 0, false, false),
         ),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(8, 1, true, 128, 128, 1, false),
+            flash::subgroup_key(8, 1, true, 128, 128, 1, false, false),
         ),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(8, 2, false, 64, 64, 0, true),
+            flash::subgroup_key(8, 2, false, 64, 64, 0, true, false),
         ),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(8, 1, true, 128, 36, 1, true),
+            flash::subgroup_key(8, 1, true, 128, 36, 1, true, false),
         ),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(32, 1, false, 3, 130, 2, true),
+            flash::subgroup_key(32, 1, false, 3, 130, 2, true, false),
         ),
+        // The emulated form at the sizes lavapipe cannot run natively (no subgroup operations).
+        (
+            &flash::SUBGROUP_SOURCE,
+            flash::subgroup_key(32, 2, false, 64, 64, 1, false, true),
+        ),
+        (
+            &flash::SUBGROUP_SOURCE,
+            flash::subgroup_key(64, 1, true, 16, 16, 2, true, true),
+        ),
+        (
+            &flash::SUBGROUP_SOURCE,
+            flash::subgroup_key(128, 1, false, 3, 5, 0, false, true),
+        ),
+        (&subgroup_probe::SOURCE, subgroup_probe::key(32)),
         (&peak::FMA_F32, peak::key(&peak::FMA_F32)),
         (&peak::FMA_F16, peak::key(&peak::FMA_F16)),
         (&peak::COPY, peak::key(&peak::COPY)),

@@ -4,6 +4,7 @@
 use std::sync::OnceLock;
 
 use wgpu_attention::case::Case;
+pub use wgpu_attention::conformance::Config;
 use wgpu_attention::check::{self, Report, Tolerance};
 use wgpu_attention::{AttentionOptions, Context, ContextOptions, Shape, Variant};
 
@@ -53,14 +54,12 @@ pub fn ctx() -> &'static Context {
     })
 }
 
-/// Every (variant, subgroups) configuration a test runs: the conformance suite's list (each
-/// variant in its workgroup-memory form; where the adapter has SUBGROUP, staged with subgroup row
-/// reductions; where its subgroup size is also fixed, as lavapipe's 8 is, the fused subgroup form).
-pub fn configs() -> Vec<(Variant, Option<bool>)> {
+/// Every configuration a test runs: the conformance suite's list (each variant in its
+/// workgroup-memory form; where the adapter has SUBGROUP, staged with subgroup row reductions;
+/// the fused and decode subgroup forms at the size the subgroup probe confirmed, as lavapipe's 8;
+/// and those forms emulated at a reported size the probe did not confirm).
+pub fn configs() -> Vec<Config> {
     wgpu_attention::conformance::configs(ctx())
-        .into_iter()
-        .map(|c| (c.variant, Some(c.subgroups)))
-        .collect()
 }
 
 pub fn shape(b: usize, hq: usize, hkv: usize, lq: usize, lk: usize, d: usize, dv: usize) -> Shape {
@@ -80,13 +79,12 @@ pub fn check_with(
     sample: Option<usize>,
 ) -> Vec<Report> {
     let mut reports = Vec::new();
-    for (v, subgroups) in configs() {
-        let opts = AttentionOptions {
-            variant: v,
+    for cfg in configs() {
+        let v = cfg.variant;
+        let opts = cfg.apply(&AttentionOptions {
             return_probs: probs,
-            subgroups,
             ..base.clone()
-        };
+        });
         let sh = case.shape();
         if matches!(v, Variant::Fused | Variant::Decode)
             && sh.head_dim.max(sh.value_dim) > wgpu_attention::kernels::flash::MAX_DIM
@@ -101,7 +99,7 @@ pub fn check_with(
             continue;
         }
         let r = check::verify_blocking(ctx(), case, &opts, sample, Tolerance::FLOAT32)
-            .unwrap_or_else(|e| panic!("{} on {v}: error {e}", case.name));
+            .unwrap_or_else(|e| panic!("{} on {}: error {e}", case.name, cfg.label()));
         eprintln!("{}", r.line());
         assert!(r.passed, "{}", r.line());
         assert_eq!(r.variant, v.as_str(), "the requested variant ran");
