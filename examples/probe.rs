@@ -146,7 +146,10 @@ fn main() {
             .to_vec();
     let sum: f64 = values.iter().map(|&x| x as f64).sum();
     // PROBE_DUMP=N prints the first N output values: to see which invocations wrote what.
-    if let Some(n) = std::env::var("PROBE_DUMP").ok().and_then(|n| n.parse::<usize>().ok()) {
+    if let Some(n) = std::env::var("PROBE_DUMP")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
         println!("{:?}", &values[..n.min(values.len())]);
     }
     println!(

@@ -522,29 +522,9 @@ impl Context {
             ),
             Variant::Fused | Variant::Decode => {
                 if outputs.variant == Variant::Fused {
-                    fused::record(
-                        self,
-                        encoder,
-                        prob,
-                        q,
-                        k,
-                        v,
-                        &outputs.out,
-                        &lse,
-                        opts,
-                    )?;
+                    fused::record(self, encoder, prob, q, k, v, &outputs.out, &lse, opts)?;
                 } else {
-                    decode::record(
-                        self,
-                        encoder,
-                        prob,
-                        q,
-                        k,
-                        v,
-                        &outputs.out,
-                        &lse,
-                        opts,
-                    )?;
+                    decode::record(self, encoder, prob, q, k, v, &outputs.out, &lse, opts)?;
                 }
                 if outputs.probs.is_some() {
                     // P after the main kernel, which stays the same with or without it.

@@ -6,11 +6,11 @@
 use crate::attention::{Problem, Shape};
 use crate::context::Context;
 use crate::error::Result;
-use crate::options::AttentionOptions;
 use crate::kernels::{
     bind_group, chunk_flags, flash, mask_and_lengths, params_binding, params_buffer,
     storage_binding, tensor_binding,
 };
+use crate::options::AttentionOptions;
 use crate::tensor::Tensor;
 
 /// Whether kernels may use subgroup operations: the adapter has SUBGROUP and the caller did not
@@ -39,7 +39,11 @@ pub(crate) fn subgroup_size(ctx: &Context, subgroups: Option<bool>) -> Option<u3
 pub(crate) enum FlashForm {
     /// The subgroup form at `size` lanes with `rows` rows per invocation; `emulated`: its
     /// broadcasts through workgroup memory (`AttentionOptions::emulate_subgroups`).
-    Subgroup { size: u32, rows: u32, emulated: bool },
+    Subgroup {
+        size: u32,
+        rows: u32,
+        emulated: bool,
+    },
     /// The workgroup-memory form, and why the subgroup form was not taken.
     Workgroup { why: String },
 }

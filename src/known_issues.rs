@@ -91,10 +91,7 @@ pub fn find<'a>(
 }
 
 /// The worked-around driver problems of this adapter, for the report.
-pub fn worked_around<'a>(
-    table: &'a [KnownIssue],
-    info: &wgpu::AdapterInfo,
-) -> Vec<&'a KnownIssue> {
+pub fn worked_around<'a>(table: &'a [KnownIssue], info: &wgpu::AdapterInfo) -> Vec<&'a KnownIssue> {
     table
         .iter()
         .filter(|k| k.action == Action::WorkedAround && k.adapter.matches(info))

@@ -133,7 +133,11 @@ pub(crate) fn decide(
                 }
             }
             Err(e) => {
-                let e = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+                let e = e
+                    .to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 tried.push(format!("at {sg}: the probe failed to run ({e})"));
                 break;
             }
@@ -263,7 +267,11 @@ mod tests {
     #[test]
     fn an_honest_device_holds() {
         for sg in FORM_SIZES {
-            assert_eq!(judge(sg, &words(sg, sg, sg)), Probe::Holds(None), "size {sg}");
+            assert_eq!(
+                judge(sg, &words(sg, sg, sg)),
+                Probe::Holds(None),
+                "size {sg}"
+            );
         }
     }
 
@@ -275,7 +283,10 @@ mod tests {
             panic!("{p:?}")
         };
         assert_eq!(*ran, Some(16));
-        assert!(why.contains("16 distinct lanes") && why.contains("[16] active"), "{why}");
+        assert!(
+            why.contains("16 distinct lanes") && why.contains("[16] active"),
+            "{why}"
+        );
         // At 16 the builtin still says 32, which the form does not read: a remark, not a failure.
         let s = decide(true, 32, 32, 1024, |sg| Ok(judge(sg, &words(sg, 16, 32))));
         assert_eq!(s.size, Some(16), "{}", s.note);

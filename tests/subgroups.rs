@@ -31,9 +31,13 @@ fn cases(sg: usize) -> Vec<Case> {
             .with_random_mask(MaskKind::Bool, [false, true, false, false], 0.7, seed)
             .with_fully_masked_rows(&[(0, 1, 0)])
             .unwrap(),
-        Case::random("additive", shape(1, 3, 1, 2 * sg - 1, 3 * sg + 5, 8, 1), seed + 2)
-            .with_random_mask(MaskKind::Additive, [true, true, false, false], 0.8, seed)
-            .with_q_scaled(8.0),
+        Case::random(
+            "additive",
+            shape(1, 3, 1, 2 * sg - 1, 3 * sg + 5, 8, 1),
+            seed + 2,
+        )
+        .with_random_mask(MaskKind::Additive, [true, true, false, false], 0.8, seed)
+        .with_q_scaled(8.0),
     ]
 }
 
@@ -188,7 +192,10 @@ fn sg_trusting_a_broken_report_gives_nan_never_wrong_numbers() {
     .unwrap();
     let trusted = subgroups::support(&trusting);
     let Some(n) = trusted.size else {
-        eprintln!("skipped: the adapter reports no size the form serves ({})", trusted.note);
+        eprintln!(
+            "skipped: the adapter reports no size the form serves ({})",
+            trusted.note
+        );
         return;
     };
     let case = Case::random("trust", shape(1, 2, 1, 2 * n as usize + 3, 150, 4, 4), 9);

@@ -308,7 +308,10 @@ fn row_vec4(buf: &str, row: &str, d: u32, t: u32) -> String {
 /// not one full subgroup (the shader's header says why).
 fn store_row_vec4(row: &str, d: u32, t: u32, x: &str) -> String {
     if d % 4 == 0 {
-        return format!("        o[{row} * {}u + {t}u] = guard4({x}, full);\n", d / 4);
+        return format!(
+            "        o[{row} * {}u + {t}u] = guard4({x}, full);\n",
+            d / 4
+        );
     }
     (0..4)
         .filter(|c| 4 * t + c < d)

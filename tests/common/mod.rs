@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use wgpu_attention::case::Case;
-pub use wgpu_attention::conformance::Config;
 use wgpu_attention::check::{self, Report, Tolerance};
+pub use wgpu_attention::conformance::Config;
 use wgpu_attention::{AttentionOptions, Context, ContextOptions, Shape, Variant};
 
 /// The backend the tests must run on: `ATTN_TEST_BACKEND`, else `WGPU_BACKEND`, else vulkan.
