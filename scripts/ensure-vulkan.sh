@@ -8,7 +8,9 @@ have_icd() {
   local d
   for d in /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/share/vulkan/icd.d ${VK_DRIVER_FILES:+$(dirname "${VK_DRIVER_FILES%%:*}")}; do
     if compgen -G "$d/*.json" >/dev/null 2>&1; then
-      ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1' && return 0
+      # Not `grep -q`: it exits at the first match, ldconfig then dies of SIGPIPE and, under
+      # pipefail, the pipeline fails although the loader is there.
+      ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1' >/dev/null && return 0
     fi
   done
   return 1

@@ -1,9 +1,7 @@
 //! Attention problems on the host: the golden-file format (`tests/golden/*.json`), loading with
 //! contract checks, seeded random generation, and upload to the GPU.
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
+use crate::rng::SeededRng;
 
 use crate::attention::Shape;
 use crate::context::Context;
@@ -12,7 +10,8 @@ use crate::options::{AttentionOptions, Causal, Mask, MaskKind};
 use crate::tensor::Tensor;
 
 /// A mask as stored in a case file: `shape` is `[batch|1, q_heads|1, q_len|1, kv_len|1]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CaseMask {
     pub kind: MaskKind,
     pub shape: Vec<usize>,
@@ -20,7 +19,8 @@ pub struct CaseMask {
 }
 
 /// One attention problem, with its expected results when the file carries them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Case {
     pub name: String,
     pub batch: usize,
@@ -39,16 +39,26 @@ pub struct Case {
     pub k: Vec<f32>,
     pub v: Vec<f32>,
     /// Expected output, `[batch, q_heads, q_len, value_dim]` (float64 from an independent reference).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub out: Option<Vec<f64>>,
     /// Expected lse; `null` is `-inf`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub lse: Option<Vec<Option<f64>>>,
     /// Expected probabilities, `[batch, q_heads, q_len, kv_len]`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub probs: Option<Vec<f64>>,
 }
 
+#[cfg(feature = "serde")]
 fn bad(path: &str, reason: impl Into<String>) -> Error {
     Error::CaseFile {
         path: path.to_string(),
@@ -70,6 +80,8 @@ impl Case {
     }
 
     /// Reads a case file and checks it against the contract; the error says what breaks it.
+    /// (Feature `serde`.)
+    #[cfg(feature = "serde")]
     pub fn load(path: &str) -> Result<Case> {
         let text = std::fs::read_to_string(path).map_err(|e| bad(path, e.to_string()))?;
         let case: Case = serde_json::from_str(&text).map_err(|e| bad(path, e.to_string()))?;
@@ -179,7 +191,7 @@ impl Case {
 
     /// Random inputs uniform in [-1, 1) from `seed`, no masks.
     pub fn random(name: impl Into<String>, shape: Shape, seed: u64) -> Case {
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = SeededRng::seed_from_u64(seed);
         let mut gen =
             |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
         let q = gen(shape.q().iter().product());
@@ -240,7 +252,7 @@ impl Case {
             .map(|d| if broadcast[d] { 1 } else { t[d] })
             .collect();
         let n: usize = shape.iter().product();
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x6d61_736b);
+        let mut rng = SeededRng::seed_from_u64(seed ^ 0x6d61_736b);
         let data = (0..n)
             .map(|_| {
                 let kept = rng.random_bool(keep);

@@ -1,8 +1,6 @@
 //! Comparing GPU results with a reference: errors, the float32 tolerance rule, and one call that
 //! answers "is this GPU right?" for a problem.
 
-use serde::Serialize;
-
 use crate::attention::{AttentionOutput, Shape};
 use crate::case::Case;
 use crate::context::Context;
@@ -13,7 +11,8 @@ use crate::tensor::Tensor;
 
 /// Acceptance limits. [`Tolerance::FLOAT32`] is the rule of the golden cases; it is the one place
 /// where a tolerance is set for the library's f32 kernels.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Tolerance {
     /// Largest `||out - ref|| / ||ref||` (absolute `||out - ref||` when `||ref|| = 0`).
     pub rel_l2: f64,
@@ -41,7 +40,8 @@ impl Default for Tolerance {
 }
 
 /// The outcome of one comparison. Indices are `[b, h, i, e]` (output, probs) and `[b, h, i]` (lse).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Report {
     pub name: String,
     pub variant: String,

@@ -14,9 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use crate::rng::SeededRng;
 
 use crate::attention::Shape;
 use crate::case::Case;
@@ -29,7 +27,8 @@ use crate::options::{AttentionOptions, Causal, MaskKind, Variant};
 
 /// One way of running a case: a variant, in its subgroup form or not, and for the fused and
 /// decode subgroup forms the subgroup size (native, or emulated through workgroup memory).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Config {
     pub variant: Variant,
     pub subgroups: bool,
@@ -113,9 +112,21 @@ pub fn configs_with(ctx: &Context, emulate: &[u32]) -> Vec<Config> {
     c
 }
 
+impl std::str::FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "quick" => Ok(Size::Quick),
+            "full" => Ok(Size::Full),
+            _ => Err(format!("unknown size {s:?}; expected quick or full")),
+        }
+    }
+}
+
 /// Size of the built-in matrix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Size {
     /// 72 problems (360 cases on lavapipe's five configurations), about a minute there.
     Quick,
@@ -135,7 +146,7 @@ const ODD_DIMS: [usize; 9] = [1, 3, 8, 59, 63, 64, 65, 111, 128];
 const ODD_LENS: [usize; 10] = [1, 2, 15, 16, 17, 63, 64, 65, 113, 129];
 
 /// A length weighted toward 1, tile ± 1 and odd sizes.
-fn pick_len(rng: &mut StdRng) -> usize {
+fn pick_len(rng: &mut SeededRng) -> usize {
     if rng.random_bool(0.7) {
         ODD_LENS[rng.random_range(0..ODD_LENS.len())]
     } else {
@@ -144,7 +155,7 @@ fn pick_len(rng: &mut StdRng) -> usize {
 }
 
 /// A random problem: shape, GQA, causal mode, masks, key lengths, scale, fully masked rows.
-pub fn random_problem(rng: &mut StdRng, what: &str, seed: u64) -> Problem {
+pub fn random_problem(rng: &mut SeededRng, what: &str, seed: u64) -> Problem {
     let kv_heads = [1usize, 1, 2, 3][rng.random_range(0..4)];
     let group = [1usize, 1, 2, 4][rng.random_range(0..4)];
     let batch = [1usize, 1, 2][rng.random_range(0..3)];
@@ -380,7 +391,7 @@ pub fn matrix(size: Size, seed: u64) -> Vec<Problem> {
         Size::Quick => 40,
         Size::Full => 160,
     };
-    let mut rng = StdRng::seed_from_u64(seed_of(1000));
+    let mut rng = SeededRng::seed_from_u64(seed_of(1000));
     for k in 0..randoms {
         v.push(random_problem(&mut rng, "random", seed_of(2000 + k)));
     }
@@ -388,8 +399,9 @@ pub fn matrix(size: Size, seed: u64) -> Vec<Problem> {
 }
 
 /// How one case ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Outcome {
     Pass,
     Fail,
@@ -404,7 +416,8 @@ pub enum Outcome {
 }
 
 /// One case's result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CaseResult {
     /// Index in the matrix, or the file name.
     pub id: String,
@@ -419,7 +432,8 @@ pub struct CaseResult {
 }
 
 /// Counts of one configuration.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Counts {
     pub pass: usize,
     pub fail: usize,
@@ -435,7 +449,8 @@ pub struct Counts {
 }
 
 /// The report of one adapter.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct AdapterReport {
     pub adapter: String,
     pub backend: String,
@@ -681,7 +696,11 @@ pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)
     }
     for f in &set.files {
         // An unreadable file is an error of the run, reported like a failing case.
+        #[cfg(feature = "serde")]
         let case = Case::load(f).map_err(|e| format!("unreadable: {e}"));
+        #[cfg(not(feature = "serde"))]
+        let case: std::result::Result<Case, String> =
+            Err("reading case files needs the library's `serde` feature".into());
         work.push(Work {
             source: Source::File(f.clone()),
             what: case.as_ref().map_or_else(|e| e.clone(), |c| c.name.clone()),

@@ -356,8 +356,10 @@ impl Context {
     }
 
     /// Runs `f` inside error scopes for validation, out-of-memory and internal errors and returns
-    /// the first error captured. Scopes are per thread, so concurrent callers do not see each other's.
-    pub(crate) fn scoped<T>(&self, during: &'static str, f: impl FnOnce() -> T) -> Result<T> {
+    /// the first error captured, typed ([`Error::Gpu`], [`Error::OutOfMemory`],
+    /// [`Error::DeviceLost`]). Scopes are per thread, so concurrent callers do not see each
+    /// other's. For GPU work of the caller's own on the context's device (the benchmark's probes).
+    pub fn scoped<T>(&self, during: &'static str, f: impl FnOnce() -> T) -> Result<T> {
         self.check_alive()?;
         let d = &self.inner.device;
         let internal = d.push_error_scope(wgpu::ErrorFilter::Internal);
@@ -384,8 +386,8 @@ impl Context {
         Ok(out)
     }
 
-    /// Waits for all submitted work, bounded by `timeout` when given.
-    pub(crate) fn wait_idle(&self, timeout: Option<Duration>) -> Result<()> {
+    /// Waits for all submitted work, bounded by `timeout` when given ([`Error::Timeout`] past it).
+    pub fn wait_idle(&self, timeout: Option<Duration>) -> Result<()> {
         self.check_alive()?;
         let poll = match timeout {
             Some(t) => wgpu::PollType::Wait {

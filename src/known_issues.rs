@@ -13,8 +13,9 @@ use crate::options::Variant;
 use crate::tuning::AdapterPattern;
 
 /// What the suite does with a matching case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Action {
     /// Not run: the driver hangs, crashes or loses the device on it.
     Skip,

@@ -2,7 +2,6 @@
 #![forbid(unsafe_code)]
 
 mod attention;
-pub mod bench;
 pub mod case;
 pub mod check;
 pub mod conformance;
@@ -14,6 +13,7 @@ pub mod kernels;
 pub mod known_issues;
 mod options;
 pub mod reference;
+pub mod rng;
 mod staged;
 pub mod subgroups;
 mod tensor;

@@ -7,7 +7,6 @@
 
 pub mod flash;
 pub mod merge;
-pub mod peak;
 pub mod pv;
 pub mod qk;
 pub mod softmax;
@@ -236,9 +235,6 @@ pub fn all_sources() -> Vec<(String, String)> {
             flash::subgroup_key(128, 1, false, 3, 5, 0, false, true),
         ),
         (&subgroup_probe::SOURCE, subgroup_probe::key(32)),
-        (&peak::FMA_F32, peak::key(&peak::FMA_F32)),
-        (&peak::FMA_F16, peak::key(&peak::FMA_F16)),
-        (&peak::COPY, peak::key(&peak::COPY)),
     ] {
         v.push((key.label(), src.assemble(&key.constants)));
     }

@@ -5,9 +5,16 @@
 // lavapipe's 65,535-iteration loop limiter. The result is stored so nothing is optimised away.
 // copy: each invocation copies one vec4 (16 bytes read, 16 written).
 //
-// Specialization constants (header): ITERS.
+// Specialization constant (prepended by attn-bench): ITERS.
 
-@group(0) @binding(0) var<uniform> p: Params;
+// The FMA multiplier, a uniform so that nothing folds the chains away.
+struct PeakParams {
+    scale: f32,
+    _pad0: f32,
+    _pad1: f32,
+    _pad2: f32,
+}
+@group(0) @binding(0) var<uniform> p: PeakParams;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
 

@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
-use crate::context::Context;
-use crate::error::{Error, Result};
+use wgpu_attention::Context;
+use wgpu_attention::{Error, Result};
 
 /// Where a reported time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

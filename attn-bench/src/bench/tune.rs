@@ -1,5 +1,5 @@
 //! A short autotune: times the candidate values of each [`Tuning`] field on the adapter at hand
-//! and returns the row to add to [`tuning::TABLE`](crate::tuning::TABLE).
+//! and returns the row to add to [`tuning::TABLE`](wgpu_attention::tuning::TABLE).
 //!
 //! One field at a time, the others at the adapter's current row. Every candidate runs in its own
 //! context (tunings are fixed per context), is checked against the f64 reference before it is
@@ -11,11 +11,11 @@ use serde::Serialize;
 
 use super::sweep::{self, Config, Settings};
 use super::timer::{stats, Timer};
-use crate::attention::Shape;
-use crate::context::{Context, ContextOptions};
-use crate::kernels::Tile;
-use crate::options::{Causal, Variant};
-use crate::tuning::Tuning;
+use wgpu_attention::kernels::Tile;
+use wgpu_attention::tuning::Tuning;
+use wgpu_attention::Shape;
+use wgpu_attention::{Causal, Variant};
+use wgpu_attention::{Context, ContextOptions};
 
 /// One timed candidate.
 #[derive(Debug, Clone, Serialize)]

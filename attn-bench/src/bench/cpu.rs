@@ -3,7 +3,7 @@
 //! threads; each row computes its scores, a max-subtracted softmax and the weighted sum of V with
 //! slice loops the compiler vectorises. Causal masking skips the masked keys.
 
-use crate::{Causal, Shape};
+use wgpu_attention::{Causal, Shape};
 
 /// Computes attention for every row; returns `[batch, q_heads, q_len, value_dim]`.
 pub fn attention(shape: &Shape, causal: Causal, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f32> {
@@ -66,7 +66,7 @@ pub fn attention(shape: &Shape, causal: Causal, q: &[f32], k: &[f32], v: &[f32])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case::Case;
+    use wgpu_attention::case::Case;
 
     #[test]
     fn matches_the_reference() {
@@ -82,7 +82,7 @@ mod tests {
             };
             let c = Case::random("cpu", shape, 3).with_causal(causal);
             let got = attention(&shape, causal, &c.q, &c.k, &c.v);
-            let r = crate::reference::attention(&c, false);
+            let r = wgpu_attention::reference::attention(&c, false);
             for (g, e) in got.iter().zip(&r.out) {
                 assert!((*g as f64 - e).abs() < 1e-5, "{causal}: {g} vs {e}");
             }

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use wgpu_attention::bench;
+
+mod bench;
 use wgpu_attention::case::Case;
 use wgpu_attention::check::{self, Tolerance};
 use wgpu_attention::{AttentionOptions, Causal, Context, ContextOptions, MaskKind, Shape, Variant};
@@ -78,7 +79,7 @@ enum Cmd {
     Conformance {
         /// Golden-format case files to run besides the matrix.
         files: Vec<String>,
-        #[arg(long, value_enum, default_value = "quick")]
+        #[arg(long, default_value = "quick")]
         size: wgpu_attention::conformance::Size,
         #[arg(long, default_value_t = 1)]
         seed: u64,

@@ -1,7 +1,14 @@
 // f16 FMA throughput for `attn-bench peak` (adapters with SHADER_F16): as `fma_f32` in peak.wgsl,
-// with vec4<f16> chains. Specialization constants (header): ITERS.
+// with vec4<f16> chains. Specialization constant (prepended by attn-bench): ITERS.
 
-@group(0) @binding(0) var<uniform> p: Params;
+// The FMA multiplier, a uniform so that nothing folds the chains away.
+struct PeakParams {
+    scale: f32,
+    _pad0: f32,
+    _pad1: f32,
+    _pad2: f32,
+}
+@group(0) @binding(0) var<uniform> p: PeakParams;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
 

@@ -13,7 +13,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::{Causal, Shape};
+use wgpu_attention::{Causal, Shape};
 
 pub struct BurnPeer {
     device: Device,

@@ -10,14 +10,14 @@ use serde::Serialize;
 
 use super::peak::Peak;
 use super::timer::{stats, Timer};
-use crate::attention::{AttentionOutput, Shape};
-use crate::case::Case;
-use crate::check::{self, Got, Tolerance};
-use crate::context::Context;
-use crate::error::Result;
-use crate::options::{Causal, Variant};
-use crate::reference;
-use crate::tensor::Tensor;
+use wgpu_attention::case::Case;
+use wgpu_attention::check::{self, Got, Tolerance};
+use wgpu_attention::reference;
+use wgpu_attention::Context;
+use wgpu_attention::Result;
+use wgpu_attention::Tensor;
+use wgpu_attention::{AttentionOutput, Shape};
+use wgpu_attention::{Causal, Variant};
 
 /// One configuration of a sweep.
 #[derive(Debug, Clone, Copy)]

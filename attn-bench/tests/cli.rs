@@ -7,12 +7,12 @@ fn bench() -> Command {
 }
 
 fn golden(name: &str) -> String {
-    format!("{}/tests/golden/{name}.json", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/../tests/golden/{name}.json", env!("CARGO_MANIFEST_DIR"))
 }
 
 #[test]
 fn check_all_golden_files_passes_with_exit_0() {
-    let dir = format!("{}/tests/golden", env!("CARGO_MANIFEST_DIR"));
+    let dir = format!("{}/../tests/golden", env!("CARGO_MANIFEST_DIR"));
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path().to_string_lossy().to_string())
