@@ -2,317 +2,18 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result, TensorRole};
-use crate::options::{AttentionOptions, Causal, MaskKind, Variant};
+use crate::options::{AttentionOptions, Variant};
+pub use crate::output::AttentionOutput;
+use crate::problem::{self, check_output, Problem};
+use crate::shape::Shape;
 use crate::tensor::Tensor;
 use crate::{decode, fused, known_issues, staged};
 
-/// Sizes of one attention problem.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Shape {
-    pub batch: usize,
-    pub q_heads: usize,
-    pub kv_heads: usize,
-    pub q_len: usize,
-    pub kv_len: usize,
-    pub head_dim: usize,
-    pub value_dim: usize,
-}
-
-impl Shape {
-    pub fn new(
-        batch: usize,
-        q_heads: usize,
-        kv_heads: usize,
-        q_len: usize,
-        kv_len: usize,
-        head_dim: usize,
-        value_dim: usize,
-    ) -> Shape {
-        Shape {
-            batch,
-            q_heads,
-            kv_heads,
-            q_len,
-            kv_len,
-            head_dim,
-            value_dim,
-        }
-    }
-    pub fn q(&self) -> [usize; 4] {
-        [self.batch, self.q_heads, self.q_len, self.head_dim]
-    }
-    pub fn k(&self) -> [usize; 4] {
-        [self.batch, self.kv_heads, self.kv_len, self.head_dim]
-    }
-    pub fn v(&self) -> [usize; 4] {
-        [self.batch, self.kv_heads, self.kv_len, self.value_dim]
-    }
-    pub fn out(&self) -> [usize; 4] {
-        [self.batch, self.q_heads, self.q_len, self.value_dim]
-    }
-    pub fn lse(&self) -> [usize; 3] {
-        [self.batch, self.q_heads, self.q_len]
-    }
-    pub fn probs(&self) -> [usize; 4] {
-        [self.batch, self.q_heads, self.q_len, self.kv_len]
-    }
-    /// Query heads per key/value head.
-    pub fn group(&self) -> usize {
-        self.q_heads / self.kv_heads
-    }
-}
-
-/// Results of a call. `lse` and `probs` are present when asked for.
-#[derive(Debug, Clone)]
-pub struct AttentionOutput {
-    /// `[batch, q_heads, q_len, value_dim]`.
-    pub out: Tensor,
-    /// `[batch, q_heads, q_len]`; `-inf` for a row with no key.
-    pub lse: Option<Tensor>,
-    /// `[batch, q_heads, q_len, kv_len]`; 0 for masked keys.
-    pub probs: Option<Tensor>,
-    /// The variant that ran (the automatic choice resolved).
-    pub variant: Variant,
-}
-
-/// A checked problem, ready for a kernel.
-#[derive(Debug, Clone)]
-pub(crate) struct Problem {
-    pub shape: Shape,
-    pub scale: f32,
-    pub causal: Causal,
-    pub key_lengths: Option<Vec<u32>>,
-    /// Kind and element strides `[b, h, q, k]` of the mask, 0 along broadcast dimensions.
-    pub mask: Option<(MaskKind, [u32; 4], Tensor)>,
-}
-
-impl Problem {
-    /// The dispatch parameters every kernel shares: shape, scale, causal rule, mask strides and
-    /// the key-lengths flag. Callers fill in the per-dispatch fields.
-    pub(crate) fn params(&self) -> crate::kernels::Params {
-        let s = self.shape;
-        let mut p = crate::kernels::Params {
-            batch: s.batch as u32,
-            q_heads: s.q_heads as u32,
-            kv_heads: s.kv_heads as u32,
-            q_len: s.q_len as u32,
-            kv_len: s.kv_len as u32,
-            head_dim: s.head_dim as u32,
-            value_dim: s.value_dim as u32,
-            group: s.group() as u32,
-            scale: self.scale,
-            ..Default::default()
-        };
-        match self.causal {
-            Causal::None => {}
-            Causal::TopLeft => p.causal = 1,
-            Causal::BottomRight => {
-                p.causal = 1;
-                p.causal_offset = s.kv_len as i32 - s.q_len as i32;
-            }
-        }
-        if let Some((kind, strides, _)) = &self.mask {
-            p.mask_kind = match kind {
-                MaskKind::Bool => 1,
-                MaskKind::Additive => 2,
-            };
-            [p.mask_sb, p.mask_sh, p.mask_sq, p.mask_sk] = *strides;
-        }
-        p.has_key_lengths = self.key_lengths.is_some() as u32;
-        p
-    }
-}
-
-fn rank4(t: &Tensor, role: TensorRole, layout: &'static str) -> Result<[usize; 4]> {
-    let s = t.shape();
-    if s.len() != 4 {
-        return Err(Error::Rank {
-            tensor: role,
-            expected: 4,
-            layout,
-            got: s.to_vec(),
-        });
-    }
-    Ok([s[0], s[1], s[2], s[3]])
-}
-
-fn nonzero(dims: [usize; 4], role: TensorRole, names: [&'static str; 4]) -> Result<()> {
-    for (d, n) in dims.iter().zip(names) {
-        if *d == 0 {
-            return Err(Error::ZeroSize {
-                tensor: role,
-                dim: n,
-            });
-        }
-    }
-    Ok(())
-}
-
-fn same(
-    role: TensorRole,
-    dim: &'static str,
-    expected: usize,
-    got: usize,
-    why: &'static str,
-) -> Result<()> {
-    if expected != got {
-        return Err(Error::DimMismatch {
-            tensor: role,
-            dim,
-            expected,
-            got,
-            why,
-        });
-    }
-    Ok(())
-}
-
-fn fits_binding(ctx: &Context, role: TensorRole, bytes: u64) -> Result<()> {
-    let limit = ctx.limits().max_storage_buffer_binding_size;
-    if bytes > limit {
-        return Err(Error::TooLarge {
-            tensor: role,
-            bytes,
-            limit,
-            limit_name: "max_storage_buffer_binding_size",
-        });
-    }
-    Ok(())
-}
-
-/// Checks every input against the contract before anything is dispatched.
-pub(crate) fn validate(
-    ctx: &Context,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    opts: &AttentionOptions,
-) -> Result<Problem> {
-    const QN: [&str; 4] = ["batch", "q_heads", "q_len", "head_dim"];
-    const KN: [&str; 4] = ["batch", "kv_heads", "kv_len", "head_dim"];
-    const VN: [&str; 4] = ["batch", "kv_heads", "kv_len", "value_dim"];
-    let qs = rank4(q, TensorRole::Query, "[batch, q_heads, q_len, head_dim]")?;
-    let ks = rank4(k, TensorRole::Key, "[batch, kv_heads, kv_len, head_dim]")?;
-    let vs = rank4(v, TensorRole::Value, "[batch, kv_heads, kv_len, value_dim]")?;
-    nonzero(qs, TensorRole::Query, QN)?;
-    nonzero(ks, TensorRole::Key, KN)?;
-    nonzero(vs, TensorRole::Value, VN)?;
-    same(
-        TensorRole::Key,
-        "batch",
-        qs[0],
-        ks[0],
-        "must equal q's batch",
-    )?;
-    same(
-        TensorRole::Value,
-        "batch",
-        qs[0],
-        vs[0],
-        "must equal q's batch",
-    )?;
-    same(
-        TensorRole::Key,
-        "head_dim",
-        qs[3],
-        ks[3],
-        "must equal q's head_dim",
-    )?;
-    same(
-        TensorRole::Value,
-        "kv_heads",
-        ks[1],
-        vs[1],
-        "must equal k's kv_heads",
-    )?;
-    same(
-        TensorRole::Value,
-        "kv_len",
-        ks[2],
-        vs[2],
-        "must equal k's kv_len",
-    )?;
-    if qs[1] % ks[1] != 0 {
-        return Err(Error::HeadGroups {
-            q_heads: qs[1],
-            kv_heads: ks[1],
-        });
-    }
-    let shape = Shape {
-        batch: qs[0],
-        q_heads: qs[1],
-        kv_heads: ks[1],
-        q_len: qs[2],
-        kv_len: ks[2],
-        head_dim: qs[3],
-        value_dim: vs[3],
-    };
-
-    let mask = match &opts.mask {
-        None => None,
-        Some(m) => {
-            let target = shape.probs();
-            let ms = m.tensor.shape();
-            if ms.len() != 4 || ms.iter().zip(target).any(|(&g, t)| g != t && g != 1) {
-                return Err(Error::MaskBroadcast {
-                    got: ms.to_vec(),
-                    target,
-                });
-            }
-            // Contiguous strides, zeroed along broadcast dimensions.
-            let contiguous = [ms[1] * ms[2] * ms[3], ms[2] * ms[3], ms[3], 1];
-            let mut strides = [0u32; 4];
-            for d in 0..4 {
-                strides[d] = if ms[d] == 1 { 0 } else { contiguous[d] as u32 };
-            }
-            fits_binding(ctx, TensorRole::Mask, m.tensor.bytes())?;
-            Some((m.kind, strides, m.tensor.clone()))
-        }
-    };
-
-    if let Some(kl) = &opts.key_lengths {
-        if kl.len() != shape.batch {
-            return Err(Error::KeyLengthsCount {
-                expected: shape.batch,
-                got: kl.len(),
-            });
-        }
-        if let Some((index, &value)) = kl
-            .iter()
-            .enumerate()
-            .find(|(_, &l)| l as usize > shape.kv_len)
-        {
-            return Err(Error::KeyLengthTooLarge {
-                index,
-                value,
-                kv_len: shape.kv_len,
-            });
-        }
-    }
-
-    let scale = match opts.scale {
-        Some(s) if !s.is_finite() => return Err(Error::NonFiniteScale(s)),
-        Some(s) => s,
-        None => 1.0 / (shape.head_dim as f32).sqrt(),
-    };
-
-    fits_binding(ctx, TensorRole::Query, q.bytes())?;
-    fits_binding(ctx, TensorRole::Key, k.bytes())?;
-    fits_binding(ctx, TensorRole::Value, v.bytes())?;
-    let out_bytes = (shape.out().iter().product::<usize>() as u64) * 4;
-    fits_binding(ctx, TensorRole::Output, out_bytes)?;
-    if opts.return_probs {
-        let p_bytes = (shape.probs().iter().product::<usize>() as u64) * 4;
-        let limit = ctx.limits().max_buffer_size;
-        if p_bytes > limit {
-            return Err(Error::TooLarge {
-                tensor: TensorRole::Probs,
-                bytes: p_bytes,
-                limit,
-                limit_name: "max_buffer_size",
-            });
-        }
-    }
+/// What the chosen paths cannot run, checked after the contract's own checks
+/// ([`problem::validate`]): an emulated subgroup size the generator lacks, dims beyond the flash
+/// kernel, a decode problem beyond its splits or partial buffers, and dispatch grids beyond the
+/// device's limit.
+fn check_paths(ctx: &Context, shape: &Shape, opts: &AttentionOptions) -> Result<()> {
     if let Some(sg) = opts.emulate_subgroups {
         let max = ctx.limits().max_compute_invocations_per_workgroup;
         if !crate::subgroups::FORM_SIZES.contains(&sg) || sg > max {
@@ -326,7 +27,7 @@ pub(crate) fn validate(
             });
         }
     }
-    if opts.variant == Variant::Fused && !fused::supports(&shape) {
+    if opts.variant == Variant::Fused && !fused::supports(shape) {
         return Err(Error::Unsupported {
             variant: "fused",
             reason: format!(
@@ -338,7 +39,7 @@ pub(crate) fn validate(
         });
     }
     if opts.variant == Variant::Decode {
-        if let Some(reason) = decode::unsupported(ctx, &shape) {
+        if let Some(reason) = decode::unsupported(ctx, shape) {
             return Err(Error::Unsupported {
                 variant: "decode",
                 reason,
@@ -369,25 +70,21 @@ pub(crate) fn validate(
             });
         }
     }
-    // Offsets inside kernels are u32 element indices; every binding is at most 4 GiB, so they fit.
-    Ok(Problem {
-        shape,
-        scale,
-        causal: opts.causal,
-        key_lengths: opts.key_lengths.clone(),
-        mask,
-    })
+    Ok(())
 }
 
-fn check_output(t: &Tensor, role: TensorRole, expected: &[usize]) -> Result<()> {
-    if t.shape() != expected {
-        return Err(Error::OutputShape {
-            tensor: role,
-            expected: expected.to_vec(),
-            got: t.shape().to_vec(),
-        });
-    }
-    Ok(())
+/// Checks every input against the contract and what the paths can run, before anything is
+/// dispatched.
+pub(crate) fn validate(
+    ctx: &Context,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    opts: &AttentionOptions,
+) -> Result<Problem> {
+    let prob = problem::validate(ctx, q, k, v, opts)?;
+    check_paths(ctx, &prob.shape, opts)?;
+    Ok(prob)
 }
 
 /// The variant a call runs: the caller's, or for `Auto` the adapter's choice by shape. Decode for
@@ -661,27 +358,5 @@ impl Context {
             Ok(out)
         })??;
         Ok(out)
-    }
-}
-
-impl Shape {
-    /// Query–key pairs a causal rule keeps (key lengths and masks aside): the pair count that
-    /// FLOP figures use, so causal attention is credited only with the work it must do.
-    pub fn kept_pairs(&self, causal: Causal) -> u64 {
-        let (lq, lk) = (self.q_len as i64, self.kv_len as i64);
-        let offset = match causal {
-            Causal::None => return (lq * lk) as u64,
-            Causal::TopLeft => 0,
-            Causal::BottomRight => lk - lq,
-        };
-        // Row i keeps keys 0 ..= min(i + offset, lk - 1), none when i + offset < 0.
-        (0..lq).map(|i| (i + offset + 1).clamp(0, lk) as u64).sum()
-    }
-
-    /// FLOPs of one call: 2 · batch · q_heads · (head_dim + value_dim) per kept pair (QKᵀ and PV),
-    /// which is the usual 4 · B · H · D when value_dim = head_dim.
-    pub fn flops(&self, causal: Causal) -> f64 {
-        2.0 * (self.batch * self.q_heads * (self.head_dim + self.value_dim)) as f64
-            * self.kept_pairs(causal) as f64
     }
 }

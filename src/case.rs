@@ -3,9 +3,9 @@
 
 use crate::rng::SeededRng;
 
-use crate::attention::Shape;
+use crate::shape::Shape;
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::options::{AttentionOptions, Causal, Mask, MaskKind};
 use crate::tensor::Tensor;
 
@@ -59,8 +59,8 @@ pub struct Case {
 }
 
 #[cfg(feature = "serde")]
-fn bad(path: &str, reason: impl Into<String>) -> Error {
-    Error::CaseFile {
+fn bad(path: &str, reason: impl Into<String>) -> crate::error::Error {
+    crate::error::Error::CaseFile {
         path: path.to_string(),
         reason: reason.into(),
     }

@@ -1,7 +1,8 @@
 //! Comparing GPU results with a reference: errors, the float32 tolerance rule, and one call that
 //! answers "is this GPU right?" for a problem.
 
-use crate::attention::{AttentionOutput, Shape};
+use crate::output::AttentionOutput;
+use crate::shape::Shape;
 use crate::case::Case;
 use crate::context::Context;
 use crate::error::Result;

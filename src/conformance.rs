@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use crate::rng::SeededRng;
 
-use crate::attention::Shape;
+use crate::shape::Shape;
 use crate::case::Case;
 use crate::check::{self, Tolerance};
 use crate::context::Context;

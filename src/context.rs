@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::kernels::KernelSource;
+use crate::pipeline::{Binding, Kernel, KernelSource, PipelineKey};
 
 /// How [`Context::new`] picks an adapter.
 #[derive(Debug, Clone)]
@@ -45,38 +45,16 @@ impl Default for ContextOptions {
     }
 }
 
-/// Kinds of binding a kernel declares, in binding order (group 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Binding {
-    /// The parameter block, a uniform buffer bound with a dynamic offset so that one buffer holds the
-    /// parameters of every dispatch of a call.
-    Params,
-    Read,
-    ReadWrite,
-}
-
-/// A compiled kernel: its pipeline and the layout its bind groups follow.
-pub(crate) struct Kernel {
-    pub pipeline: wgpu::ComputePipeline,
-    pub layout: wgpu::BindGroupLayout,
-}
-
-/// A specialization: the kernel and the constants baked into it. Equal keys share one pipeline.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct PipelineKey {
-    pub name: &'static str,
-    pub constants: Vec<(&'static str, u32)>,
-}
-
-impl PipelineKey {
-    /// A label naming the specialization, as GPU debuggers and validation messages show it.
-    pub fn label(&self) -> String {
-        let mut s = self.name.to_string();
-        for (k, v) in &self.constants {
-            s.push_str(&format!("_{k}{v}"));
-        }
-        s
-    }
+/// What a context knows of subgroups (found by `subgroups::support`, which probes the device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubgroupSupport {
+    /// The adapter's subgroup size when it reports a fixed one (min = max), else `None`.
+    pub reported: Option<u32>,
+    /// The size the fused and decode subgroup forms run at: one of `subgroups::FORM_SIZES` that the probe
+    /// confirmed on this device. `None`: those variants run their workgroup-memory form.
+    pub size: Option<u32>,
+    /// What was reported, what the probe saw and what was decided, in one line.
+    pub note: String,
 }
 
 struct Inner {
@@ -92,7 +70,7 @@ struct Inner {
     tuning_source: &'static str,
     known_issues: Vec<KnownIssue>,
     /// What the subgroup probe found, on first use (`subgroups::support`).
-    subgroups: std::sync::OnceLock<crate::subgroups::SubgroupSupport>,
+    subgroups: std::sync::OnceLock<SubgroupSupport>,
     trust_subgroup_size: bool,
     /// A small buffer bound in place of an absent optional input (mask, key lengths).
     dummy: wgpu::Buffer,
@@ -303,7 +281,7 @@ impl Context {
     pub fn known_issues(&self) -> &[KnownIssue] {
         &self.inner.known_issues
     }
-    pub(crate) fn subgroup_cache(&self) -> &std::sync::OnceLock<crate::subgroups::SubgroupSupport> {
+    pub(crate) fn subgroup_cache(&self) -> &std::sync::OnceLock<SubgroupSupport> {
         &self.inner.subgroups
     }
     pub(crate) fn trusts_subgroup_size(&self) -> bool {

@@ -5,7 +5,8 @@
 //! Partial buffers hold rows · splits · (value_dim + 2) floats: they grow with q_len · kv_len /
 //! keys-per-split, which is why the automatic choice keeps this path to short query blocks.
 
-use crate::attention::{Problem, Shape};
+use crate::problem::Problem;
+use crate::shape::Shape;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::fused::flash_bind_group;

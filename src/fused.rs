@@ -3,7 +3,8 @@
 //! parameter blocks: nothing grows with q_len · kv_len. Also the shared host side of the decode
 //! path, which runs the same kernel in its split-KV form.
 
-use crate::attention::{Problem, Shape};
+use crate::problem::Problem;
+use crate::shape::Shape;
 use crate::context::Context;
 use crate::error::Result;
 use crate::kernels::{
@@ -188,7 +189,7 @@ pub(crate) fn flash_kernel(
     decode: bool,
     rows: usize,
     spec: flash::Spec,
-) -> Result<(std::sync::Arc<crate::context::Kernel>, usize, Option<u32>)> {
+) -> Result<(std::sync::Arc<crate::pipeline::Kernel>, usize, Option<u32>)> {
     let s = prob.shape;
     Ok(
         match flash_form(ctx, &s, opts.subgroups, opts.emulate_subgroups, rows) {

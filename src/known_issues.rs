@@ -9,7 +9,7 @@
 //! problems the library detects and works around ([`Action::WorkedAround`]): listed so that the
 //! conformance report names them on the adapters they concern. See docs/CONFORMANCE.md.
 
-use crate::options::Variant;
+use crate::kinds::Variant;
 use crate::tuning::AdapterPattern;
 
 /// What the suite does with a matching case.

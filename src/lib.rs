@@ -1,6 +1,24 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+// The layers of this crate, lowest first. A module uses only modules of its own layer or below,
+// and no two modules reach each other (tests/architecture.rs fails on a circle):
+//
+// 1. Foundations, using nothing above: `error`, `kinds` (causal rule, mask kind, variant), `rng`,
+//    `tuning` (per-adapter tiles and thresholds), `known_issues`, `pipeline` (kernel sources and
+//    specialization keys, without knowing any kernel).
+// 2. `shape`: the sizes of a problem and the work they mean.
+// 3. `context`: adapter, device, limits, error scopes, the pipeline cache.
+// 4. `tensor`: GPU data, upload and readback.
+// 5. The call's terms: `options` (`AttentionOptions`, masks), `output`, `problem` (inputs checked
+//    against the contract and the device's limits).
+// 6. `kernels`: the WGSL sources of `shaders/` and their host sides (parameters, bindings,
+//    specialization, code generation).
+// 7. The paths: `subgroups` (the subgroup probe), `fused`, `decode` (uses `fused`), `staged`.
+// 8. `attention`: the attention call (kernel choice, recording, submission, `explain`).
+// 9. On top: `case` (problems on the host, the golden-file format), `reference` (f64),
+//    `check` ("is this GPU right?"), `conformance` (the suite).
+
 mod attention;
 pub mod case;
 pub mod check;
@@ -11,7 +29,12 @@ mod error;
 mod fused;
 pub mod kernels;
 pub mod known_issues;
+mod kinds;
 mod options;
+mod output;
+mod pipeline;
+mod problem;
+mod shape;
 pub mod reference;
 pub mod rng;
 mod staged;
@@ -19,7 +42,8 @@ pub mod subgroups;
 mod tensor;
 pub mod tuning;
 
-pub use attention::{AttentionOutput, Shape};
+pub use attention::AttentionOutput;
+pub use shape::Shape;
 pub use context::{Context, ContextOptions, OPTIONAL_FEATURES};
 pub use error::{Error, Result, TensorRole};
 pub use options::{AttentionOptions, Causal, Mask, MaskKind, Variant};

@@ -7,7 +7,8 @@
 //! cut at dispatch level (head-dim chunks for QK, key chunks for PV, key segments for softmax) so
 //! that no invocation runs long loops (lavapipe's limiter, desktop watchdogs).
 
-use crate::attention::{AttentionOutput, Problem};
+use crate::output::AttentionOutput;
+use crate::problem::Problem;
 use crate::context::Context;
 use crate::error::Result;
 use crate::fused;

@@ -12,6 +12,7 @@
 //! probed in turn and used instead. The result is cached per context and said in words
 //! ([`SubgroupSupport::note`]), which `attn-bench info` and the conformance report print.
 
+pub use crate::context::SubgroupSupport;
 use crate::context::Context;
 use crate::error::Result;
 use crate::kernels::{bind_group, subgroup_probe, tensor_binding};
@@ -20,18 +21,6 @@ use crate::tensor::Tensor;
 /// Subgroup sizes the fused kernel's subgroup form is generated and tested for (CI runs each:
 /// 2, 4, 8 and 16 natively on lavapipe, 32, 64 and 128 in the emulated form; see README).
 pub const FORM_SIZES: [u32; 7] = [2, 4, 8, 16, 32, 64, 128];
-
-/// What a context knows of subgroups.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubgroupSupport {
-    /// The adapter's subgroup size when it reports a fixed one (min = max), else `None`.
-    pub reported: Option<u32>,
-    /// The size the fused and decode subgroup forms run at: one of [`FORM_SIZES`] that the probe
-    /// confirmed on this device. `None`: those variants run their workgroup-memory form.
-    pub size: Option<u32>,
-    /// What was reported, what the probe saw and what was decided, in one line.
-    pub note: String,
-}
 
 /// What one probe at a size saw.
 #[derive(Debug, Clone, PartialEq, Eq)]

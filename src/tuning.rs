@@ -6,7 +6,6 @@
 //!
 //! `attn-bench tune` times the candidates on the adapter at hand and prints the row to add.
 
-use crate::kernels::Tile;
 
 /// What identifies an adapter in the tuning and known-issue tables. Empty fields match anything;
 /// strings match as case-insensitive substrings.
@@ -39,6 +38,24 @@ impl AdapterPattern {
             )
     }
 }
+
+/// Tile shape of the two matrix-product kernels: TM x TN outputs per workgroup, TK elements of
+/// the inner dimension staged per step. TM and TN are multiples of 4 (4 x 4 register blocks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tile {
+    pub tm: u32,
+    pub tn: u32,
+    pub tk: u32,
+}
+
+/// 64 x 64 outputs per workgroup of 256 invocations, 16 inner elements per step: the 4 x 4
+/// register-blocked shape that measured fastest of those tried on lavapipe (docs/PERFORMANCE.md,
+/// optimisation log 2). Used by both matrix-product kernels (qk and pv).
+pub(crate) const DEFAULT_TILE: Tile = Tile {
+    tm: 64,
+    tn: 64,
+    tk: 16,
+};
 
 /// Tile sizes and thresholds of one adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,7 +93,7 @@ impl Default for Tuning {
 /// (16 KiB of workgroup memory, 256 invocations per workgroup). The table's last row and
 /// `Tuning::default()`.
 pub const GENERIC: Tuning = Tuning {
-    staged_tile: crate::kernels::DEFAULT_TILE,
+    staged_tile: DEFAULT_TILE,
     fused_rows: 64,
     fused_tile_bytes: 16 * 1024,
     fused_sg_rows: 1,
@@ -113,7 +130,7 @@ pub const TABLE: &[TuningRow] = &[
         // K/V loads: faster in every alternating pair measured at the decode and prefill shapes
         // (log 13); `attn-bench tune` keeps this value rather than tuning it.
         tuning: Tuning {
-            staged_tile: crate::kernels::DEFAULT_TILE,
+            staged_tile: DEFAULT_TILE,
             fused_rows: 128,
             fused_tile_bytes: 32 * 1024,
             fused_sg_rows: 4,

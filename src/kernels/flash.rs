@@ -2,11 +2,12 @@
 //! budget.
 
 use super::KernelSource;
-use crate::context::{Binding, PipelineKey};
+use crate::pipeline::{Binding, PipelineKey};
 use crate::tuning::Tuning;
 
 pub(crate) const SOURCE: KernelSource = KernelSource {
     enable: "",
+    prelude: super::COMMON_WGSL,
     name: "flash",
     source: include_str!("../../shaders/flash.wgsl"),
     entry: "main",
@@ -27,6 +28,7 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
 pub(crate) const SUBGROUP_SOURCE: KernelSource = KernelSource {
     // naga 30 enables subgroup builtins through Features::SUBGROUP, not an `enable` directive.
     enable: "",
+    prelude: super::COMMON_WGSL,
     name: "flash_subgroup",
     source: include_str!("../../shaders/flash_subgroup.wgsl"),
     entry: "main",

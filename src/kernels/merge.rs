@@ -1,10 +1,11 @@
 //! Host side of `shaders/merge.wgsl`: combines the key splits of the decode path.
 
 use super::KernelSource;
-use crate::context::{Binding, PipelineKey};
+use crate::pipeline::{Binding, PipelineKey};
 
 pub(crate) const SOURCE: KernelSource = KernelSource {
     enable: "",
+    prelude: super::COMMON_WGSL,
     name: "merge",
     source: include_str!("../../shaders/merge.wgsl"),
     entry: "main",

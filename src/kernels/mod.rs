@@ -12,7 +12,9 @@ pub mod qk;
 pub mod softmax;
 pub(crate) mod subgroup_probe;
 
-use crate::context::Binding;
+pub(crate) use crate::pipeline::KernelSource;
+pub use crate::tuning::Tile;
+pub(crate) use crate::tuning::DEFAULT_TILE;
 
 pub(crate) const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
 
@@ -54,9 +56,46 @@ pub(crate) struct Params {
 
 const _: () = assert!(std::mem::size_of::<Params>() == 128);
 
+impl crate::problem::Problem {
+    /// The dispatch parameters every kernel shares: shape, scale, causal rule, mask strides and
+    /// the key-lengths flag. Callers fill in the per-dispatch fields.
+    pub(crate) fn params(&self) -> Params {
+        let s = self.shape;
+        let mut p = Params {
+            batch: s.batch as u32,
+            q_heads: s.q_heads as u32,
+            kv_heads: s.kv_heads as u32,
+            q_len: s.q_len as u32,
+            kv_len: s.kv_len as u32,
+            head_dim: s.head_dim as u32,
+            value_dim: s.value_dim as u32,
+            group: s.group() as u32,
+            scale: self.scale,
+            ..Default::default()
+        };
+        match self.causal {
+            crate::kinds::Causal::None => {}
+            crate::kinds::Causal::TopLeft => p.causal = 1,
+            crate::kinds::Causal::BottomRight => {
+                p.causal = 1;
+                p.causal_offset = s.kv_len as i32 - s.q_len as i32;
+            }
+        }
+        if let Some((kind, strides, _)) = &self.mask {
+            p.mask_kind = match kind {
+                crate::kinds::MaskKind::Bool => 1,
+                crate::kinds::MaskKind::Additive => 2,
+            };
+            [p.mask_sb, p.mask_sh, p.mask_sq, p.mask_sk] = *strides;
+        }
+        p.has_key_lengths = self.key_lengths.is_some() as u32;
+        p
+    }
+}
+
 /// One uniform buffer holding every dispatch's parameters, one aligned block each (bound with a
 /// dynamic offset); returns the buffer and the block stride.
-pub(crate) fn params_buffer(ctx: &crate::Context, params: &[Params]) -> (wgpu::Buffer, u64) {
+pub(crate) fn params_buffer(ctx: &crate::context::Context, params: &[Params]) -> (wgpu::Buffer, u64) {
     let stride = (std::mem::size_of::<Params>() as u64)
         .max(ctx.limits().min_uniform_buffer_offset_alignment as u64);
     let mut bytes = vec![0u8; stride as usize * params.len().max(1)];
@@ -88,7 +127,7 @@ pub(crate) fn storage_binding(buf: &wgpu::Buffer, size: u64) -> wgpu::BindingRes
 
 /// A tensor's binding: exactly its bytes, at its offset in its buffer, so that no kernel can
 /// touch anything else in the buffer.
-pub(crate) fn tensor_binding(t: &crate::Tensor) -> wgpu::BindingResource<'_> {
+pub(crate) fn tensor_binding(t: &crate::tensor::Tensor) -> wgpu::BindingResource<'_> {
     wgpu::BindingResource::Buffer(wgpu::BufferBinding {
         buffer: t.buffer(),
         offset: t.offset(),
@@ -98,7 +137,7 @@ pub(crate) fn tensor_binding(t: &crate::Tensor) -> wgpu::BindingResource<'_> {
 
 /// A bind group of `layout` with `resources` at bindings 0, 1, 2, ...
 pub(crate) fn bind_group(
-    ctx: &crate::Context,
+    ctx: &crate::context::Context,
     layout: &wgpu::BindGroupLayout,
     resources: Vec<wgpu::BindingResource>,
 ) -> wgpu::BindGroup {
@@ -120,8 +159,8 @@ pub(crate) fn bind_group(
 /// The mask binding (the context's dummy when there is none), and a buffer of the key lengths
 /// when the problem has them: the optional inputs every score kernel binds.
 pub(crate) fn mask_and_lengths<'a>(
-    ctx: &'a crate::Context,
-    prob: &'a crate::attention::Problem,
+    ctx: &'a crate::context::Context,
+    prob: &'a crate::problem::Problem,
 ) -> (wgpu::BindingResource<'a>, Option<wgpu::Buffer>) {
     let kl = prob.key_lengths.as_ref().map(|kl| {
         ctx.buffer_with_data(
@@ -143,38 +182,6 @@ pub(crate) const FLAG_FINALIZE: u32 = 2;
 /// accumulates, the last finalizes.
 pub(crate) fn chunk_flags(n: usize, count: usize) -> u32 {
     (if n > 0 { FLAG_ACCUMULATE } else { 0 }) | (if n + 1 == count { FLAG_FINALIZE } else { 0 })
-}
-
-/// A WGSL kernel file and the entry point and bindings one pipeline uses.
-pub(crate) struct KernelSource {
-    /// WGSL `enable` directives, which must precede every declaration.
-    pub enable: &'static str,
-    pub name: &'static str,
-    pub source: &'static str,
-    pub entry: &'static str,
-    pub bindings: &'static [Binding],
-    /// Code generation for kernels that spell out their hot loop: given the source and the
-    /// pipeline key's constants, returns the source with its `//@gen NAME` lines replaced.
-    pub expand: Option<fn(&str, &[(&'static str, u32)]) -> String>,
-}
-
-impl KernelSource {
-    /// Full WGSL text: the shared prelude, the specialization header, the kernel.
-    pub fn assemble(&self, constants: &[(&'static str, u32)]) -> String {
-        let mut code = String::with_capacity(COMMON_WGSL.len() + self.source.len() + 256);
-        code.push_str(self.enable);
-        code.push_str(COMMON_WGSL);
-        code.push_str("\n// Specialization header, generated from the pipeline key.\n");
-        for (name, value) in constants {
-            code.push_str(&format!("const {name}: u32 = {value}u;\n"));
-        }
-        code.push('\n');
-        match self.expand {
-            Some(expand) => code.push_str(&expand(self.source, constants)),
-            None => code.push_str(self.source),
-        }
-        code
-    }
 }
 
 /// Every kernel source with a representative specialization, for tests that translate them all.
@@ -241,15 +248,6 @@ pub fn all_sources() -> Vec<(String, String)> {
     v
 }
 
-/// 64 x 64 outputs per workgroup of 256 invocations, 16 inner elements per step: the 4 x 4
-/// register-blocked shape that measured fastest of those tried on lavapipe (docs/PERFORMANCE.md,
-/// optimisation log 2). Used by both matrix-product kernels (qk and pv).
-pub(crate) const DEFAULT_TILE: Tile = Tile {
-    tm: 64,
-    tn: 64,
-    tk: 16,
-};
-
 /// For at most 4 query rows per head (decoding): 4 x 64 outputs per workgroup of 16 invocations,
 /// so a single query row wastes 3/4 of a tile instead of 63/64 (measured 1050 → 191 ms).
 pub(crate) const SHORT_Q_TILE: Tile = Tile {
@@ -265,13 +263,4 @@ pub(crate) fn tile_for(t: &crate::tuning::Tuning, q_len: usize) -> Tile {
     } else {
         t.staged_tile
     }
-}
-
-/// Tile shape of the two matrix-product kernels: TM x TN outputs per workgroup, TK elements of
-/// the inner dimension staged per step. TM and TN are multiples of 4 (4 x 4 register blocks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Tile {
-    pub tm: u32,
-    pub tn: u32,
-    pub tk: u32,
 }

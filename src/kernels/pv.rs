@@ -1,10 +1,11 @@
 //! Host side of `shaders/pv.wgsl`: O = P V, tiled and register-blocked.
 
 use super::{KernelSource, Tile};
-use crate::context::{Binding, PipelineKey};
+use crate::pipeline::{Binding, PipelineKey};
 
 pub(crate) const SOURCE: KernelSource = KernelSource {
     enable: "",
+    prelude: super::COMMON_WGSL,
     name: "pv",
     source: include_str!("../../shaders/pv.wgsl"),
     entry: "main",

@@ -1,10 +1,11 @@
 //! Host side of `shaders/qk.wgsl`: S = scale · Q Kᵀ with masks, tiled and register-blocked.
 
 use super::{KernelSource, Tile};
-use crate::context::{Binding, PipelineKey};
+use crate::pipeline::{Binding, PipelineKey};
 
 pub(crate) const SOURCE: KernelSource = KernelSource {
     enable: "",
+    prelude: super::COMMON_WGSL,
     name: "qk",
     source: include_str!("../../shaders/qk.wgsl"),
     entry: "main",

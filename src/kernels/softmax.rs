@@ -1,7 +1,7 @@
 //! Host side of `shaders/softmax.wgsl`: row statistics per key segment, then normalisation and lse.
 
 use super::KernelSource;
-use crate::context::{Binding, PipelineKey};
+use crate::pipeline::{Binding, PipelineKey};
 
 const BINDINGS: &[Binding] = &[
     Binding::Params,
@@ -14,6 +14,7 @@ macro_rules! softmax_source {
     ($name:literal, $entry:literal, $reduce:literal) => {
         KernelSource {
             enable: "",
+            prelude: super::COMMON_WGSL,
             name: $name,
             source: concat!(
                 include_str!(concat!("../../shaders/", $reduce)),

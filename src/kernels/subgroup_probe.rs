@@ -2,10 +2,11 @@
 //! device before the fused kernel's subgroup form uses it (see [`crate::subgroups`]).
 
 use super::KernelSource;
-use crate::context::{Binding, PipelineKey};
+use crate::pipeline::{Binding, PipelineKey};
 
 pub(crate) const SOURCE: KernelSource = KernelSource {
     enable: "",
+    prelude: super::COMMON_WGSL,
     name: "subgroup_probe",
     source: include_str!("../../shaders/subgroup_probe.wgsl"),
     entry: "main",

@@ -1,0 +1,81 @@
+//! The sizes of one attention problem, and the work they mean (kept query–key pairs, FLOPs).
+
+use crate::kinds::Causal;
+
+/// Sizes of one attention problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shape {
+    pub batch: usize,
+    pub q_heads: usize,
+    pub kv_heads: usize,
+    pub q_len: usize,
+    pub kv_len: usize,
+    pub head_dim: usize,
+    pub value_dim: usize,
+}
+
+impl Shape {
+    pub fn new(
+        batch: usize,
+        q_heads: usize,
+        kv_heads: usize,
+        q_len: usize,
+        kv_len: usize,
+        head_dim: usize,
+        value_dim: usize,
+    ) -> Shape {
+        Shape {
+            batch,
+            q_heads,
+            kv_heads,
+            q_len,
+            kv_len,
+            head_dim,
+            value_dim,
+        }
+    }
+    pub fn q(&self) -> [usize; 4] {
+        [self.batch, self.q_heads, self.q_len, self.head_dim]
+    }
+    pub fn k(&self) -> [usize; 4] {
+        [self.batch, self.kv_heads, self.kv_len, self.head_dim]
+    }
+    pub fn v(&self) -> [usize; 4] {
+        [self.batch, self.kv_heads, self.kv_len, self.value_dim]
+    }
+    pub fn out(&self) -> [usize; 4] {
+        [self.batch, self.q_heads, self.q_len, self.value_dim]
+    }
+    pub fn lse(&self) -> [usize; 3] {
+        [self.batch, self.q_heads, self.q_len]
+    }
+    pub fn probs(&self) -> [usize; 4] {
+        [self.batch, self.q_heads, self.q_len, self.kv_len]
+    }
+    /// Query heads per key/value head.
+    pub fn group(&self) -> usize {
+        self.q_heads / self.kv_heads
+    }
+}
+
+impl Shape {
+    /// Query–key pairs a causal rule keeps (key lengths and masks aside): the pair count that
+    /// FLOP figures use, so causal attention is credited only with the work it must do.
+    pub fn kept_pairs(&self, causal: Causal) -> u64 {
+        let (lq, lk) = (self.q_len as i64, self.kv_len as i64);
+        let offset = match causal {
+            Causal::None => return (lq * lk) as u64,
+            Causal::TopLeft => 0,
+            Causal::BottomRight => lk - lq,
+        };
+        // Row i keeps keys 0 ..= min(i + offset, lk - 1), none when i + offset < 0.
+        (0..lq).map(|i| (i + offset + 1).clamp(0, lk) as u64).sum()
+    }
+
+    /// FLOPs of one call: 2 · batch · q_heads · (head_dim + value_dim) per kept pair (QKᵀ and PV),
+    /// which is the usual 4 · B · H · D when value_dim = head_dim.
+    pub fn flops(&self, causal: Causal) -> f64 {
+        2.0 * (self.batch * self.q_heads * (self.head_dim + self.value_dim)) as f64
+            * self.kept_pairs(causal) as f64
+    }
+}
