@@ -1,12 +1,33 @@
 #!/usr/bin/env bash
-# The whole test suite on the local Vulkan adapter (lavapipe when there is no GPU): unit,
-# integration and doc tests, the golden files through the CLI, a short sweep, and a build of the
-# criterion benches (built, not run: `cargo bench` runs them), the conformance suite, and the
-# subgroup-size sweep (scripts/subgroup-sweep.sh: the subgroup tests and the conformance suite at
-# every lavapipe width, each width's subgroup size named in its report).
+# The whole test suite on the local Vulkan adapter (lavapipe when there is no GPU):
+# - the habits of a well-kept crate: formatting, lints with warnings as errors (missing docs
+#   included), documentation without warnings;
+# - unit, integration and doc tests of both packages (the library and attn-bench), a build of the
+#   criterion benches (built, not run: `cargo bench` runs them), and every example of examples/;
+# - the library as published: `cargo package`, then its doctests built from the packaged files;
+# - the golden files through the CLI, and the conformance suite;
+# - the subgroup-size sweep (scripts/subgroup-sweep.sh: the subgroup tests and the conformance
+#   suite at every lavapipe width, each width's subgroup size named in its report).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 cargo test --release
 cargo bench --no-run --quiet
+for example in examples/*.rs; do
+  name="$(basename "$example" .rs)"
+  echo "== example $name"
+  cargo run --release --quiet -p wgpu-attention --example "$name"
+done
+# The package as crates.io would get it: the files it holds (shaders included) build and pass
+# their doctests on their own, outside this workspace.
+cargo package -p wgpu-attention --no-verify --allow-dirty --quiet
+pkg="${TMPDIR:-/tmp}/wgpu-attention-package-$$"
+rm -rf "$pkg" && mkdir -p "$pkg"
+tar -xzf target/package/wgpu-attention-0.1.0.crate -C "$pkg"
+CARGO_TARGET_DIR="$PWD/target" cargo test --release --quiet --doc \
+  --manifest-path "$pkg/wgpu-attention-0.1.0/Cargo.toml"
+rm -rf "$pkg"
 cargo build --release --quiet --bin attn-bench
 ./target/release/attn-bench check tests/golden/*.json
 # The conformance suite (quick matrix plus the golden files, every configuration): its Markdown

@@ -3,18 +3,21 @@
 
 use crate::rng::SeededRng;
 
-use crate::shape::Shape;
 use crate::context::Context;
 use crate::error::Result;
 use crate::options::{AttentionOptions, Causal, Mask, MaskKind};
+use crate::shape::Shape;
 use crate::tensor::Tensor;
 
 /// A mask as stored in a case file: `shape` is `[batch|1, q_heads|1, q_len|1, kv_len|1]`.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CaseMask {
+    /// Bool or additive.
     pub kind: MaskKind,
+    /// `[batch|1, q_heads|1, q_len|1, kv_len|1]`.
     pub shape: Vec<usize>,
+    /// The values, row-major in `shape`.
     pub data: Vec<f32>,
 }
 
@@ -22,21 +25,35 @@ pub struct CaseMask {
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Case {
+    /// A name for reports.
     pub name: String,
+    /// Batch size.
     pub batch: usize,
+    /// Query heads.
     pub q_heads: usize,
+    /// Key/value heads (a divisor of `q_heads`).
     pub kv_heads: usize,
+    /// Query rows per head.
     pub q_len: usize,
+    /// Keys per head.
     pub kv_len: usize,
+    /// Dimension of queries and keys.
     pub head_dim: usize,
+    /// Dimension of values and outputs.
     pub value_dim: usize,
     /// `None` means 1/sqrt(head_dim).
     pub scale: Option<f64>,
+    /// The causal rule.
     pub causal: Causal,
+    /// Valid keys per batch entry, if any.
     pub key_lengths: Option<Vec<u32>>,
+    /// The mask, if any.
     pub mask: Option<CaseMask>,
+    /// Queries, `[batch, q_heads, q_len, head_dim]`, row-major.
     pub q: Vec<f32>,
+    /// Keys, `[batch, kv_heads, kv_len, head_dim]`.
     pub k: Vec<f32>,
+    /// Values, `[batch, kv_heads, kv_len, value_dim]`.
     pub v: Vec<f32>,
     /// Expected output, `[batch, q_heads, q_len, value_dim]` (float64 from an independent reference).
     #[cfg_attr(
@@ -67,6 +84,7 @@ fn bad(path: &str, reason: impl Into<String>) -> crate::error::Error {
 }
 
 impl Case {
+    /// The problem's sizes.
     pub fn shape(&self) -> Shape {
         Shape {
             batch: self.batch,
@@ -219,14 +237,17 @@ impl Case {
         }
     }
 
+    /// The same case with causal rule `c`.
     pub fn with_causal(mut self, c: Causal) -> Self {
         self.causal = c;
         self
     }
+    /// The same case with score scale `s`.
     pub fn with_scale(mut self, s: f64) -> Self {
         self.scale = Some(s);
         self
     }
+    /// The same case with these key lengths (one per batch entry).
     pub fn with_key_lengths(mut self, kl: Vec<u32>) -> Self {
         self.key_lengths = Some(kl);
         self

@@ -1,13 +1,13 @@
 //! Comparing GPU results with a reference: errors, the float32 tolerance rule, and one call that
 //! answers "is this GPU right?" for a problem.
 
-use crate::output::AttentionOutput;
-use crate::shape::Shape;
 use crate::case::Case;
 use crate::context::Context;
 use crate::error::Result;
 use crate::options::{AttentionOptions, Variant};
+use crate::output::AttentionOutput;
 use crate::reference::{self, Reference};
+use crate::shape::Shape;
 use crate::tensor::Tensor;
 
 /// Acceptance limits. [`Tolerance::FLOAT32`] is the rule of the golden cases; it is the one place
@@ -26,6 +26,7 @@ pub struct Tolerance {
 }
 
 impl Tolerance {
+    /// The float32 rule of the contract (README, "Precision").
     pub const FLOAT32: Tolerance = Tolerance {
         rel_l2: 1e-5,
         abs: 1e-4,
@@ -44,21 +45,35 @@ impl Default for Tolerance {
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Report {
+    /// The case's name.
     pub name: String,
+    /// The variant that ran.
     pub variant: String,
+    /// Query rows compared.
     pub rows_checked: usize,
+    /// Query rows in the problem.
     pub rows_total: usize,
+    /// Relative L2 error of the output over the rows compared.
     pub rel_l2: f64,
+    /// Largest absolute error of the output.
     pub max_abs_err: f64,
+    /// Where it is, `[b, h, i, e]`.
     pub max_abs_at: Option<[usize; 4]>,
+    /// The absolute limit it was held to.
     pub abs_limit: f64,
+    /// Largest lse error, when lse was compared.
     pub lse_max_err: Option<f64>,
+    /// Where it is, `[b, h, i]`.
     pub lse_at: Option<[usize; 3]>,
+    /// Largest probability error, when P was compared.
     pub probs_max_err: Option<f64>,
+    /// Where it is, `[b, h, i, j]`.
     pub probs_at: Option<[usize; 4]>,
     /// NaN values anywhere in the returned tensors (NaN is also the poison of unwritten elements).
     pub nan_count: usize,
+    /// Each broken rule, in words (empty when passed).
     pub failures: Vec<String>,
+    /// Whether every rule held and no value was NaN.
     pub passed: bool,
 }
 
@@ -92,8 +107,11 @@ impl Report {
 
 /// What the GPU returned: full tensors as downloaded.
 pub struct Got<'a> {
+    /// The output, `[batch, q_heads, q_len, value_dim]`.
     pub out: &'a [f32],
+    /// The lse, `[batch, q_heads, q_len]`, when returned.
     pub lse: Option<&'a [f32]>,
+    /// The attention weights, when returned.
     pub probs: Option<&'a [f32]>,
 }
 
@@ -105,6 +123,9 @@ fn unravel(shape: &Shape, row: usize) -> (usize, usize, usize) {
 }
 
 /// Compares full GPU tensors with reference values for `expected.rows`.
+// `!(err <= limit)` rather than `err > limit`: a NaN error must fail, and only the negated form
+// does that.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 pub fn compare(
     name: &str,
     variant: Variant,

@@ -3,7 +3,7 @@
 //! A built-in seeded case matrix (shapes × options, each run on every configuration the adapter
 //! has: each variant, and the subgroup forms where the adapter has them) plus any golden-format
 //! files, compared with the f64 CPU reference (or the files' own expected results) under the
-//! float32 tolerance of [`check`](crate::check). The known-issue table is consulted for every
+//! float32 tolerance of [`crate::check`]. The known-issue table is consulted for every
 //! case: a skipped case is not run, an expected failure that fails is counted as such, and one
 //! that passes is reported as an unexpected pass.
 //!
@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use crate::rng::SeededRng;
 
-use crate::shape::Shape;
 use crate::case::Case;
 use crate::check::{self, Tolerance};
 use crate::context::Context;
@@ -24,17 +23,21 @@ use crate::error::Error;
 use crate::fused;
 use crate::known_issues::{self, Action};
 use crate::options::{AttentionOptions, Causal, MaskKind, Variant};
+use crate::shape::Shape;
 
 /// One way of running a case: a variant, in its subgroup form or not, and for the fused and
 /// decode subgroup forms the subgroup size (native, or emulated through workgroup memory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Config {
+    /// The variant.
     pub variant: Variant,
+    /// Subgroup forms allowed (`AttentionOptions::subgroups`).
     pub subgroups: bool,
     /// The fused or decode subgroup form's size: the probe-confirmed size of the device, or with
     /// `emulated` the size whose generated code runs with workgroup-memory broadcasts.
     pub subgroup_size: Option<u32>,
+    /// The subgroup form emulated through workgroup memory at `subgroup_size`.
     pub emulated: bool,
 }
 
@@ -137,8 +140,11 @@ pub enum Size {
 /// One problem of the matrix, before it is run on each configuration.
 #[derive(Debug, Clone)]
 pub struct Problem {
+    /// What the problem covers, in words.
     pub what: String,
+    /// The problem.
     pub case: Case,
+    /// Whether P is asked for and compared too.
     pub probs: bool,
 }
 
@@ -403,15 +409,20 @@ pub fn matrix(size: Size, seed: u64) -> Vec<Problem> {
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Outcome {
+    /// Within tolerance.
     Pass,
+    /// Outside tolerance, or NaN.
     Fail,
     /// The call returned an error other than the contract's `Unsupported`.
     Error,
     /// Outside the variant's contract (e.g. head dims above 256 on fused): a typed error, as
     /// documented.
     Unsupported,
+    /// Not run: a known issue says the driver cannot.
     Skipped,
+    /// Failed, as a known issue says it does.
     ExpectedFail,
+    /// Passed although a known issue says it fails (the row may be obsolete).
     UnexpectedPass,
 }
 
@@ -421,11 +432,17 @@ pub enum Outcome {
 pub struct CaseResult {
     /// Index in the matrix, or the file name.
     pub id: String,
+    /// What the problem covers, in words.
     pub what: String,
+    /// The configuration's label.
     pub config: String,
+    /// What happened.
     pub outcome: Outcome,
+    /// Largest absolute error, when compared.
     pub max_abs_err: Option<f64>,
+    /// Relative L2 error, when compared.
     pub rel_l2: Option<f64>,
+    /// Failures, errors or the known issue's reason.
     pub detail: String,
     /// A command that reruns this case alone.
     pub repro: String,
@@ -435,16 +452,25 @@ pub struct CaseResult {
 #[derive(Debug, Clone, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Counts {
+    /// Cases within tolerance.
     pub pass: usize,
+    /// Cases outside tolerance.
     pub fail: usize,
+    /// Cases that returned an error.
     pub error: usize,
+    /// Cases the configuration cannot run (a typed `Unsupported`).
     pub unsupported: usize,
+    /// Cases skipped by a known issue.
     pub skipped: usize,
+    /// Expected failures.
     pub expected_fail: usize,
+    /// Unexpected passes.
     pub unexpected_pass: usize,
     /// Worst relative L2 error over the passing and failing cases, and its case.
     pub worst_rel_l2: f64,
+    /// The case with the worst relative L2 error.
     pub worst_rel_l2_case: String,
+    /// Largest absolute error over the compared cases.
     pub worst_abs_err: f64,
 }
 
@@ -452,17 +478,29 @@ pub struct Counts {
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct AdapterReport {
+    /// The adapter's name.
     pub adapter: String,
+    /// Its backend.
     pub backend: String,
+    /// Its device type.
     pub device_type: String,
+    /// Driver name and version.
     pub driver: String,
+    /// The features the device has enabled.
     pub features: String,
+    /// The reported subgroup size, the one the probe confirmed, and why.
     pub subgroup_size: String,
+    /// The limits the kernels use.
     pub limits: BTreeMap<&'static str, u64>,
+    /// The matrix size.
     pub size: Size,
+    /// The matrix seed.
     pub seed: u64,
+    /// Cases run (problems × configurations).
     pub cases: usize,
+    /// Wall time of the run.
     pub seconds: f64,
+    /// Counts per configuration label.
     pub counts: BTreeMap<String, Counts>,
     /// Failures, errors, unexpected passes (each with its repro command).
     pub problems: Vec<CaseResult>,
@@ -562,7 +600,9 @@ impl AdapterReport {
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The matrix size.
     pub size: Size,
+    /// The matrix seed.
     pub seed: u64,
     /// Golden-format files, run on every configuration besides the matrix.
     pub files: Vec<String>,

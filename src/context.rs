@@ -255,12 +255,15 @@ impl Context {
         }
     }
 
+    /// The device the kernels run on.
     pub fn device(&self) -> &wgpu::Device {
         &self.inner.device
     }
+    /// Its queue.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.inner.queue
     }
+    /// The adapter's name, vendor, backend, driver and subgroup sizes.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.inner.info
     }

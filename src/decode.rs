@@ -5,14 +5,14 @@
 //! Partial buffers hold rows · splits · (value_dim + 2) floats: they grow with q_len · kv_len /
 //! keys-per-split, which is why the automatic choice keeps this path to short query blocks.
 
-use crate::problem::Problem;
-use crate::shape::Shape;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::fused::flash_bind_group;
 use crate::kernels::{
     bind_group, flash, merge, params_binding, params_buffer, storage_binding, tensor_binding,
 };
+use crate::problem::Problem;
+use crate::shape::Shape;
 use crate::tensor::Tensor;
 
 fn splits(ctx: &Context, s: &Shape) -> (usize, usize) {

@@ -3,8 +3,6 @@
 //! parameter blocks: nothing grows with q_len · kv_len. Also the shared host side of the decode
 //! path, which runs the same kernel in its split-KV form.
 
-use crate::problem::Problem;
-use crate::shape::Shape;
 use crate::context::Context;
 use crate::error::Result;
 use crate::kernels::{
@@ -12,6 +10,8 @@ use crate::kernels::{
     storage_binding, tensor_binding,
 };
 use crate::options::AttentionOptions;
+use crate::problem::Problem;
+use crate::shape::Shape;
 use crate::tensor::Tensor;
 
 /// Whether kernels may use subgroup operations: the adapter has SUBGROUP and the caller did not

@@ -19,6 +19,7 @@ pub enum Causal {
 }
 
 impl Causal {
+    /// The name used on the command line and in files.
     pub fn as_str(self) -> &'static str {
         match self {
             Causal::None => "none",
@@ -26,6 +27,7 @@ impl Causal {
             Causal::BottomRight => "bottom_right",
         }
     }
+    /// Every causal rule.
     pub const ALL: [Causal; 3] = [Causal::None, Causal::TopLeft, Causal::BottomRight];
 }
 
@@ -79,6 +81,7 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// The name used on the command line and in files.
     pub fn as_str(self) -> &'static str {
         match self {
             Variant::Auto => "auto",

@@ -29,17 +29,23 @@ pub enum Action {
 /// One known issue: a variant (or every variant, `None`) that a driver gets wrong.
 #[derive(Debug, Clone, Copy)]
 pub struct KnownIssue {
+    /// The adapters it concerns.
     pub adapter: AdapterPattern,
+    /// The variant it concerns (every variant: `None`).
     pub variant: Option<Variant>,
     /// Only the subgroup form (`Some(true)`), only the workgroup-memory form (`Some(false)`), or
     /// both (`None`).
     pub subgroups: Option<bool>,
+    /// What the suite and the automatic choice do about it.
     pub action: Action,
+    /// What goes wrong, in words.
     pub reason: &'static str,
+    /// Where the evidence is.
     pub link: &'static str,
 }
 
 impl KnownIssue {
+    /// Whether the row concerns this adapter, variant and form.
     pub fn applies(&self, info: &wgpu::AdapterInfo, variant: Variant, subgroups: bool) -> bool {
         self.adapter.matches(info)
             && self.variant.is_none_or(|v| v == variant)

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 // The layers of this crate, lowest first. A module uses only modules of its own layer or below,
 // and no two modules reach each other (tests/architecture.rs fails on a circle):
@@ -28,23 +29,23 @@ mod decode;
 mod error;
 mod fused;
 pub mod kernels;
-pub mod known_issues;
 mod kinds;
+pub mod known_issues;
 mod options;
 mod output;
 mod pipeline;
 mod problem;
-mod shape;
 pub mod reference;
 pub mod rng;
+mod shape;
 mod staged;
 pub mod subgroups;
 mod tensor;
 pub mod tuning;
 
 pub use attention::AttentionOutput;
-pub use shape::Shape;
 pub use context::{Context, ContextOptions, OPTIONAL_FEATURES};
 pub use error::{Error, Result, TensorRole};
 pub use options::{AttentionOptions, Causal, Mask, MaskKind, Variant};
+pub use shape::Shape;
 pub use tensor::Tensor;

@@ -10,7 +10,9 @@ use crate::tensor::Tensor;
 /// dimension of size 1 (so a `[batch, 1, 1, kv_len]` key-padding mask works as in PyTorch).
 #[derive(Debug, Clone)]
 pub struct Mask {
+    /// How the values are read.
     pub kind: MaskKind,
+    /// The mask values (f32).
     pub tensor: Tensor,
 }
 
@@ -19,14 +21,17 @@ pub struct Mask {
 pub struct AttentionOptions {
     /// Score scale; `None` means 1/sqrt(head_dim). Any finite value, negative included.
     pub scale: Option<f32>,
+    /// The causal rule (none by default).
     pub causal: Causal,
     /// One valid key count per batch entry: keys `j >= key_lengths[b]` are masked. 0 is allowed.
     pub key_lengths: Option<Vec<u32>>,
+    /// A bool or additive mask, broadcast to `[batch, q_heads, q_len, kv_len]`.
     pub mask: Option<Mask>,
     /// Also return the log-sum-exp of each row (`-inf` for a row with no key).
     pub return_lse: bool,
     /// Also return the attention weights P, `[batch, q_heads, q_len, kv_len]`.
     pub return_probs: bool,
+    /// Which kernels run (`Auto` by default: chosen by shape and adapter).
     pub variant: Variant,
     /// Largest score buffer the staged path may allocate per dispatch group; defaults to the
     /// adapter's `max_storage_buffer_binding_size`. Smaller values split the work into more
@@ -56,37 +61,44 @@ pub struct AttentionOptions {
     /// Most multiply-adds one dispatch of the staged and fused variants may do (query rows ×
     /// keys × (head_dim + value_dim)); larger calls are split over query rows and heads, which
     /// leaves every row's arithmetic unchanged. Desktop drivers kill a dispatch that runs about
-    /// 2 s (Windows TDR, macOS watchdog); `None` means [`DEFAULT_DISPATCH_WORK`], about 2 GFLOP.
+    /// 2 s (Windows TDR, macOS watchdog); `None` means `DEFAULT_DISPATCH_WORK` (2^30), about 2 GFLOP.
     pub max_dispatch_work: Option<u64>,
     /// Bound on the wait of [`Context::attention`](crate::Context::attention); `Error::Timeout` past it.
     pub timeout: Option<Duration>,
 }
 
 impl AttentionOptions {
+    /// Sets the score scale.
     pub fn scale(mut self, s: f32) -> Self {
         self.scale = Some(s);
         self
     }
+    /// Sets the causal rule.
     pub fn causal(mut self, c: Causal) -> Self {
         self.causal = c;
         self
     }
+    /// Sets one valid key count per batch entry.
     pub fn key_lengths(mut self, l: Vec<u32>) -> Self {
         self.key_lengths = Some(l);
         self
     }
+    /// Sets a mask of `kind`.
     pub fn mask(mut self, kind: MaskKind, tensor: Tensor) -> Self {
         self.mask = Some(Mask { kind, tensor });
         self
     }
+    /// Also returns the lse.
     pub fn with_lse(mut self) -> Self {
         self.return_lse = true;
         self
     }
+    /// Also returns the attention weights P.
     pub fn with_probs(mut self) -> Self {
         self.return_probs = true;
         self
     }
+    /// Chooses the variant.
     pub fn variant(mut self, v: Variant) -> Self {
         self.variant = v;
         self

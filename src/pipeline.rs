@@ -49,8 +49,11 @@ pub(crate) struct KernelSource {
     pub bindings: &'static [Binding],
     /// Code generation for kernels that spell out their hot loop: given the source and the
     /// pipeline key's constants, returns the source with its `//@gen NAME` lines replaced.
-    pub expand: Option<fn(&str, &[(&'static str, u32)]) -> String>,
+    pub expand: Option<Expand>,
 }
+
+/// A kernel's code generator: the source and the key's constants in, the expanded source out.
+pub(crate) type Expand = fn(&str, &[(&'static str, u32)]) -> String;
 
 impl KernelSource {
     /// Full WGSL text: the shared prelude, the specialization header, the kernel.

@@ -102,8 +102,8 @@ pub fn attention_rows(case: &Case, rows: &[usize], want_probs: bool) -> Referenc
             }
             if pj != 0.0 {
                 let vrow = ((b * case.kv_heads + kvh) * lk + j) * dv;
-                for e in 0..dv {
-                    o[e] += pj * case.v[vrow + e] as f64;
+                for (oe, &ve) in o.iter_mut().zip(&case.v[vrow..vrow + dv]) {
+                    *oe += pj * ve as f64;
                 }
             }
         }

@@ -5,16 +5,24 @@ use crate::kinds::Causal;
 /// Sizes of one attention problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Shape {
+    /// Batch size.
     pub batch: usize,
+    /// Query heads.
     pub q_heads: usize,
+    /// Key/value heads; `q_heads` is a multiple of it.
     pub kv_heads: usize,
+    /// Query rows per head.
     pub q_len: usize,
+    /// Keys per head.
     pub kv_len: usize,
+    /// Dimension of queries and keys.
     pub head_dim: usize,
+    /// Dimension of values and outputs.
     pub value_dim: usize,
 }
 
 impl Shape {
+    /// A shape from its seven sizes, in field order.
     pub fn new(
         batch: usize,
         q_heads: usize,
@@ -34,21 +42,27 @@ impl Shape {
             value_dim,
         }
     }
+    /// Shape of `q`: `[batch, q_heads, q_len, head_dim]`.
     pub fn q(&self) -> [usize; 4] {
         [self.batch, self.q_heads, self.q_len, self.head_dim]
     }
+    /// Shape of `k`: `[batch, kv_heads, kv_len, head_dim]`.
     pub fn k(&self) -> [usize; 4] {
         [self.batch, self.kv_heads, self.kv_len, self.head_dim]
     }
+    /// Shape of `v`: `[batch, kv_heads, kv_len, value_dim]`.
     pub fn v(&self) -> [usize; 4] {
         [self.batch, self.kv_heads, self.kv_len, self.value_dim]
     }
+    /// Shape of the output: `[batch, q_heads, q_len, value_dim]`.
     pub fn out(&self) -> [usize; 4] {
         [self.batch, self.q_heads, self.q_len, self.value_dim]
     }
+    /// Shape of the lse: `[batch, q_heads, q_len]`.
     pub fn lse(&self) -> [usize; 3] {
         [self.batch, self.q_heads, self.q_len]
     }
+    /// Shape of P: `[batch, q_heads, q_len, kv_len]`.
     pub fn probs(&self) -> [usize; 4] {
         [self.batch, self.q_heads, self.q_len, self.kv_len]
     }

@@ -7,8 +7,6 @@
 //! cut at dispatch level (head-dim chunks for QK, key chunks for PV, key segments for softmax) so
 //! that no invocation runs long loops (lavapipe's limiter, desktop watchdogs).
 
-use crate::output::AttentionOutput;
-use crate::problem::Problem;
 use crate::context::Context;
 use crate::error::Result;
 use crate::fused;
@@ -17,6 +15,8 @@ use crate::kernels::{
     softmax, storage_binding, tensor_binding, Params, FLAG_ACCUMULATE,
 };
 use crate::options::AttentionOptions;
+use crate::output::AttentionOutput;
+use crate::problem::Problem;
 use crate::tensor::Tensor;
 
 /// A contiguous block of score rows: heads `bh0 .. bh0 + nbh`, rows `i0 .. i0 + rows` of each.

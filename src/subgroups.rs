@@ -12,8 +12,8 @@
 //! probed in turn and used instead. The result is cached per context and said in words
 //! ([`SubgroupSupport::note`]), which `attn-bench info` and the conformance report print.
 
-pub use crate::context::SubgroupSupport;
 use crate::context::Context;
+pub use crate::context::SubgroupSupport;
 use crate::error::Result;
 use crate::kernels::{bind_group, subgroup_probe, tensor_binding};
 use crate::tensor::Tensor;
@@ -247,7 +247,7 @@ mod tests {
         (0..4 * sg)
             .flat_map(|i| {
                 let lane = (i % sg) % real;
-                let wrong = if real < sg { sg - real } else { 0 };
+                let wrong = sg.saturating_sub(real);
                 [lane, real.min(sg), builtin, wrong]
             })
             .collect()

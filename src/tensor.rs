@@ -144,9 +144,11 @@ impl Tensor {
         self.offset
     }
 
+    /// The tensor's shape.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
+    /// Number of elements.
     pub fn numel(&self) -> usize {
         numel(&self.shape)
     }
@@ -154,6 +156,7 @@ impl Tensor {
     pub fn bytes(&self) -> u64 {
         self.numel() as u64 * 4
     }
+    /// The buffer holding it (at [`Tensor::offset`]).
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
     }

@@ -6,19 +6,22 @@
 //!
 //! `attn-bench tune` times the candidates on the adapter at hand and prints the row to add.
 
-
 /// What identifies an adapter in the tuning and known-issue tables. Empty fields match anything;
 /// strings match as case-insensitive substrings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdapterPattern {
+    /// Only this backend (any: `None`).
     pub backend: Option<wgpu::Backend>,
     /// PCI vendor id (0x10de NVIDIA, 0x1002 AMD, 0x8086 Intel, 0x10005 Mesa for llvmpipe).
     pub vendor: Option<u32>,
+    /// A case-insensitive substring of the adapter's name ("" matches all).
     pub name: &'static str,
+    /// A case-insensitive substring of the driver and its version ("" matches all).
     pub driver: &'static str,
 }
 
 impl AdapterPattern {
+    /// Matches every adapter.
     pub const ANY: AdapterPattern = AdapterPattern {
         backend: None,
         vendor: None,
@@ -26,6 +29,7 @@ impl AdapterPattern {
         driver: "",
     };
 
+    /// Whether an adapter matches every part of the pattern.
     pub fn matches(&self, info: &wgpu::AdapterInfo) -> bool {
         let contains =
             |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
@@ -43,8 +47,11 @@ impl AdapterPattern {
 /// the inner dimension staged per step. TM and TN are multiples of 4 (4 x 4 register blocks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Tile {
+    /// Query rows per workgroup (a multiple of 4).
     pub tm: u32,
+    /// Key (QKᵀ) or value (PV) columns per workgroup (a multiple of 4).
     pub tn: u32,
+    /// Inner-dimension elements staged per step.
     pub tk: u32,
 }
 
@@ -105,7 +112,9 @@ pub const GENERIC: Tuning = Tuning {
 /// One row of the tuning table.
 #[derive(Debug, Clone, Copy)]
 pub struct TuningRow {
+    /// The adapters the row is for.
     pub adapter: AdapterPattern,
+    /// Their tile sizes and thresholds.
     pub tuning: Tuning,
     /// Where the values come from (a measurement in docs/PERFORMANCE.md, or "default").
     pub source: &'static str,

@@ -339,7 +339,7 @@ fn time_call(
 }
 
 fn main_job(ctx: &Context, variant: Variant) -> ExitCode {
-    println!("== adapter ==\n{}\n", describe(&ctx));
+    println!("== adapter ==\n{}\n", describe(ctx));
     println!("== self-check against the f64 CPU reference ==");
     let mut failed = 0;
     for (case, sample) in self_check_cases() {

@@ -1,7 +1,7 @@
 //! Kernel sources and their host sides: one module per file in `shaders/`.
 //!
 //! A kernel is compiled from `shaders/common.wgsl`, a header of `const` specialization values
-//! generated from its [`PipelineKey`](crate::context::PipelineKey), and its own file. The header
+//! generated from its `PipelineKey`, and its own file. The header
 //! is the single place where tile sizes are chosen, so a later per-adapter table or autotuner only
 //! changes the constants that go into the key.
 
@@ -95,7 +95,10 @@ impl crate::problem::Problem {
 
 /// One uniform buffer holding every dispatch's parameters, one aligned block each (bound with a
 /// dynamic offset); returns the buffer and the block stride.
-pub(crate) fn params_buffer(ctx: &crate::context::Context, params: &[Params]) -> (wgpu::Buffer, u64) {
+pub(crate) fn params_buffer(
+    ctx: &crate::context::Context,
+    params: &[Params],
+) -> (wgpu::Buffer, u64) {
     let stride = (std::mem::size_of::<Params>() as u64)
         .max(ctx.limits().min_uniform_buffer_offset_alignment as u64);
     let mut bytes = vec![0u8; stride as usize * params.len().max(1)];

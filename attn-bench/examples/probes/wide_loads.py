@@ -1,6 +1,6 @@
 # Writes the wide-load probes of docs/PERFORMANCE.md, optimisation log 13: 8 floats per trip as two
 # vec4<f32> loads (w_f32) or one vec4<u64> load unpacked (w_u64). Run:
-#   python3 examples/probes/wide_loads.py && cargo run --release --example probe -- w_u64.wgsl main 1024 1 7
+#   python3 attn-bench/examples/probes/wide_loads.py && cargo run --release -p attn-bench --example probe -- w_u64.wgsl main 1024 1 7
 N=256
 def kern(kind):
     # kind: f32 (vec4<f32> per step, 2 steps to get 8 floats) or u64 (one vec4<u64> load = 8 floats)

@@ -1,13 +1,13 @@
 //! Times a WGSL micro-kernel: how a driver compiles one access pattern, measured in isolation.
 //!
-//! Usage: `cargo run --release --example probe -- FILE.wgsl ENTRY GX GY [REPS]`
+//! Usage: `cargo run --release -p attn-bench --example probe -- FILE.wgsl ENTRY GX GY [REPS]`
 //!
 //! Bindings the probe provides (declare the ones the kernel uses):
 //! - `@binding(0)`: `var<uniform>` block of 64 KiB, random values in [-1, 1)
 //! - `@binding(1)`: `var<storage, read>` 16 MiB, random values in [-1, 1)
 //! - `@binding(2)`: `var<storage, read_write>` 16 MiB output
 //!
-//! The device gets SUBGROUP and SHADER_INT64 where the adapter has them. `examples/probes/*.py`
+//! The device gets SUBGROUP and SHADER_INT64 where the adapter has them. `attn-bench/examples/probes/*.py`
 //! write the probes of docs/PERFORMANCE.md's optimisation log 13.
 //!
 //! Prints the median wall time of REPS dispatches of GX x GY workgroups (after one warm-up that

@@ -1,6 +1,6 @@
 # Writes the load-pattern probes of docs/PERFORMANCE.md, optimisation log 13 (s_/l_ = straight-line or looped,
 # uni/var = one address for all lanes or per-lane addresses, none = no load). Run:
-#   python3 examples/probes/loads.py && cargo run --release --example probe -- s_uni.wgsl main 1024 1 7
+#   python3 attn-bench/examples/probes/loads.py && cargo run --release -p attn-bench --example probe -- s_uni.wgsl main 1024 1 7
 N=256
 def kern(name, straight, uniform, load=True):
     s = ["@group(0) @binding(1) var<storage, read> inp: array<vec4<f32>>;",
