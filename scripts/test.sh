@@ -10,6 +10,11 @@
 #   suite at every lavapipe width, each width's subgroup size named in its report).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cargo fmt --all --check
+# The library stays lean: none of the tool's crates among its normal dependencies.
+if cargo tree -p wgpu-attention -e normal --prefix none | grep -E '^(clap|indicatif|plotters|rand) '; then
+  echo "wgpu-attention depends on a tool-only crate (above); it belongs in attn-bench/" >&2
+  exit 1
+fi
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 cargo test --release
