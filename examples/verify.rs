@@ -22,7 +22,7 @@ fn main() -> Result<(), wgpu_attention::Error> {
     for variant in Variant::CONCRETE {
         let opts = AttentionOptions::default().variant(variant).with_probs();
         // Compare 16 sampled query rows (None: every row) under the float32 rule of the contract.
-        let report = check::verify_blocking(&ctx, &case, &opts, Some(16), Tolerance::FLOAT32)?;
+        let report = check::verify_blocking(&ctx, &case, &opts, Some(16), Tolerance::CONTRACT)?;
         println!("{}", report.line());
         all_passed &= report.passed;
     }

@@ -17,16 +17,20 @@
 // buffers then); merge.wgsl combines the splits.
 //
 // Specialization constants (header): BQ (rows per workgroup), BK (keys per tile), DK and DV
-// (head and value dims rounded up to a multiple of 4; the tail is zero-padded), DECODE.
+// (head and value dims rounded up to a multiple of 4; the tail is zero-padded), DECODE; for 16-bit
+// data DT (the inputs' dtype), KA and VA (head and value dims even), MDT (the mask's dtype). The
+// output and state stay f32 (`o` is the f32 accumulator; a 16-bit output is packed after).
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
+// q, k and v in the call's dtype (DT; KA and VA: head and value dims even), read through the
+// accessors q_1, k_4, ... that the host generates (pipeline.rs, `//@input`).
+//@input q 1 DT
+//@input k 2 DT KA
+//@input v 3 DT VA
 @group(0) @binding(4) var<storage, read_write> o: array<f32>;
 @group(0) @binding(5) var<storage, read_write> ml: array<vec2<f32>>;
 @group(0) @binding(6) var<storage, read_write> lse: array<u32>;
-@group(0) @binding(7) var<storage, read> mask: array<f32>;
+//@input mask 7 MDT
 @group(0) @binding(8) var<storage, read> key_lengths: array<u32>;
 
 const DK4: u32 = DK / 4u;
@@ -85,7 +89,7 @@ fn main(
             for (var c = 0u; c < 4u; c++) {
                 let d = 4u * t + c;
                 if (d < p.head_dim) {
-                    x[c] = q[base + d];
+                    x[c] = q_1(base + d);
                 }
             }
         }
@@ -137,11 +141,11 @@ fn main(
                 if (j < j_stop) {
                     let base = k_off + j * p.head_dim + d0;
                     if (d0 + 3u < p.head_dim) {
-                        x = vec4<f32>(k[base], k[base + 1u], k[base + 2u], k[base + 3u]);
+                        x = k_4(base);
                     } else {
                         for (var c = 0u; c < 4u; c++) {
                             if (d0 + c < p.head_dim) {
-                                x[c] = k[base + c];
+                                x[c] = k_1(base + c);
                             }
                         }
                     }
@@ -158,11 +162,11 @@ fn main(
                 if (j < j_stop) {
                     let base = v_off + j * p.value_dim + d0;
                     if (d0 + 3u < p.value_dim) {
-                        x = vec4<f32>(v[base], v[base + 1u], v[base + 2u], v[base + 3u]);
+                        x = v_4(base);
                     } else {
                         for (var c = 0u; c < 4u; c++) {
                             if (d0 + c < p.value_dim) {
-                                x[c] = v[base + c];
+                                x[c] = v_1(base + c);
                             }
                         }
                     }
@@ -192,7 +196,7 @@ fn main(
             if (p.mask_kind != 0u) {
                 let mi = b * p.mask_sb + h * p.mask_sh + min(i, p.q_len - 1u) * p.mask_sq
                     + min(j, p.kv_len - 1u) * p.mask_sk;
-                let mv = mask[mi];
+                let mv = mask_1(mi);
                 if (p.mask_kind == 1u) {
                     kept = kept && (mv != 0.0);
                 } else {

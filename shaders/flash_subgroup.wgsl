@@ -36,14 +36,17 @@
 //
 // Specialization constants (header): SG (subgroup size = workgroup size), R (rows per
 // invocation), DECODE, DK, DV (exact head and value dims; K and V are read as rows of vec4 when their dim
-// is a multiple of 4), MASK (the mask kind: 0 none, 1 bool, 2 additive), EMU (emulated broadcasts).
+// is a multiple of 4), MASK (the mask kind: 0 none, 1 bool, 2 additive), W64 (wide loads), EMU
+// (emulated broadcasts); DT and MDT (the inputs' and the mask's dtype) for 16-bit data.
 
 @group(0) @binding(0) var<uniform> p: Params;
-// q, k, v and o: arrays of vec4 rows where their dim is a multiple of 4, else of scalars.
+// q, k, v and o: arrays of vec4 rows where their dim is a multiple of 4, else of scalars; 16-bit
+// q, k and v (DT) as pairs of words per vec4 (quads of words per 8 elements when wide), unpacked
+// on load, or through the scalar accessors of `//@input`. o is f32.
 //@gen bindings
 @group(0) @binding(5) var<storage, read_write> ml: array<vec2<f32>>;
 @group(0) @binding(6) var<storage, read_write> lse: array<u32>;
-@group(0) @binding(7) var<storage, read> mask: array<f32>;
+//@input mask 7 MDT
 @group(0) @binding(8) var<storage, read> key_lengths: array<u32>;
 
 // Score of query i against key j after clamping, causal masking, key lengths and the mask:
@@ -58,7 +61,7 @@ fn masked_score(s: f32, b: u32, h: u32, i: u32, j: u32, j_stop: u32) -> f32 {
     if (MASK != 0u) {
         let mi = b * p.mask_sb + h * p.mask_sh + min(i, p.q_len - 1u) * p.mask_sq
             + min(j, p.kv_len - 1u) * p.mask_sk;
-        let mv = mask[mi];
+        let mv = mask_1(mi);
         if (MASK == 1u) {
             kept = kept && (mv != 0.0);
         } else {

@@ -6,11 +6,13 @@
 // host), so trip counts stay far below lavapipe's limiter; key chunks after the first accumulate
 // into O (FLAG_ACCUMULATE). The first chunk overwrites, so poison in O never leaks into results.
 //
-// Specialization constants (header): TM, TN, TK.
+// Specialization constants (header): TM, TN, TK; DT (the inputs' dtype) for 16-bit data. O is
+// f32 (a 16-bit output is packed after).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> s: array<f32>;
-@group(0) @binding(2) var<storage, read> v: array<f32>;
+// v in the call's dtype (DT), read through the generated accessors (pipeline.rs, `//@input`).
+//@input v 2 DT
 @group(0) @binding(3) var<storage, read_write> o: array<f32>;
 
 const WG_X: u32 = TN / 4u;
@@ -62,7 +64,7 @@ fn main(
             let ge = e_base + col;
             var x = 0.0;
             if (gj < j_end && ge < p.value_dim) {
-                x = v[v_off + gj * p.value_dim + ge];
+                x = v_1(v_off + gj * p.value_dim + ge);
             }
             vs[kk * (TN / 4u) + col / 4u][col % 4u] = x;
         }

@@ -10,13 +10,15 @@
 // iteration limiter is never approached; longer head dims are split over dispatches that
 // accumulate (FLAG_ACCUMULATE) and the last one applies scale and masks (FLAG_FINALIZE).
 //
-// Specialization constants (header): TM, TN, TK.
+// Specialization constants (header): TM, TN, TK; DT and MDT (the inputs' and the mask's dtype)
+// for 16-bit data.
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
+// q and k in the call's dtype (DT), read through the generated accessors (pipeline.rs, `//@input`).
+//@input q 1 DT
+//@input k 2 DT
 @group(0) @binding(3) var<storage, read_write> s: array<f32>;
-@group(0) @binding(4) var<storage, read> mask: array<f32>;
+//@input mask 4 MDT
 @group(0) @binding(5) var<storage, read> key_lengths: array<u32>;
 
 const WG_X: u32 = TN / 4u;
@@ -38,7 +40,7 @@ fn finalize_score(b: u32, h: u32, i: u32, j: u32, dot: f32) -> f32 {
     }
     var sc = clamp(p.scale * dot, -SCORE_LIMIT, SCORE_LIMIT);
     if (p.mask_kind != 0u) {
-        let m = mask[b * p.mask_sb + h * p.mask_sh + i * p.mask_sq + j * p.mask_sk];
+        let m = mask_1(b * p.mask_sb + h * p.mask_sh + i * p.mask_sq + j * p.mask_sk);
         if (p.mask_kind == 1u) {
             kept = kept && (m != 0.0);
         } else {
@@ -80,7 +82,7 @@ fn main(
             let gd = dt + d;
             var x = 0.0;
             if (gi < i_end && gd < d_end) {
-                x = q[q_off + gi * p.head_dim + gd];
+                x = q_1(q_off + gi * p.head_dim + gd);
             }
             qs[d * (TM / 4u) + row / 4u][row % 4u] = x;
         }
@@ -92,7 +94,7 @@ fn main(
             let gd = dt + d;
             var x = 0.0;
             if (gj < j_end && gd < d_end) {
-                x = k[k_off + gj * p.head_dim + gd];
+                x = k_1(k_off + gj * p.head_dim + gd);
             }
             ks[d * (TN / 4u) + col / 4u][col % 4u] = x;
         }

@@ -1,6 +1,7 @@
 //! The attention call: input checks, output allocation, kernel choice, recording and submission.
 
 use crate::context::Context;
+use crate::dtype::DType;
 use crate::error::{Error, Result, TensorRole};
 use crate::options::{AttentionOptions, Variant};
 pub use crate::output::AttentionOutput;
@@ -141,14 +142,14 @@ impl Context {
         let prob = validate(self, q, k, v, opts)?;
         let s = prob.shape;
         let out = AttentionOutput {
-            out: Tensor::empty(self, &s.out())?,
+            out: Tensor::empty(self, &s.out(), prob.out_dtype)?,
             lse: if opts.return_lse {
-                Some(Tensor::empty(self, &s.lse())?)
+                Some(Tensor::empty(self, &s.lse(), DType::F32)?)
             } else {
                 None
             },
             probs: if opts.return_probs {
-                Some(Tensor::empty(self, &s.probs())?)
+                Some(Tensor::empty(self, &s.probs(), DType::F32)?)
             } else {
                 None
             },
@@ -172,12 +173,12 @@ impl Context {
     ) -> Result<Variant> {
         let prob = validate(self, q, k, v, opts)?;
         let s = prob.shape;
-        check_output(&outputs.out, TensorRole::Output, &s.out())?;
+        check_output(&outputs.out, TensorRole::Output, &s.out(), prob.out_dtype)?;
         if let Some(l) = &outputs.lse {
-            check_output(l, TensorRole::Lse, &s.lse())?;
+            check_output(l, TensorRole::Lse, &s.lse(), DType::F32)?;
         }
         if let Some(p) = &outputs.probs {
-            check_output(p, TensorRole::Probs, &s.probs())?;
+            check_output(p, TensorRole::Probs, &s.probs(), DType::F32)?;
         }
         let variant = choose_variant(self, opts.variant, &s);
         let outputs = AttentionOutput {
@@ -202,8 +203,39 @@ impl Context {
         // The lse is always computed; a call that did not ask for it gets an internal buffer.
         let lse = match &outputs.lse {
             Some(l) => l.clone(),
-            None => Tensor::empty(self, &prob.shape.lse())?,
+            None => Tensor::empty(self, &prob.shape.lse(), DType::F32)?,
         };
+        // The kernels write O in f32; a 16-bit O is packed from an f32 scratch copy after.
+        let packed = outputs.out.dtype() != DType::F32;
+        let full = AttentionOutput {
+            out: if packed {
+                Tensor::empty(self, &prob.shape.out(), DType::F32)?
+            } else {
+                outputs.out.clone()
+            },
+            ..outputs.clone()
+        };
+        self.record_paths(encoder, prob, q, k, v, opts, &full, &lse)?;
+        if packed {
+            crate::kernels::pack::record(self, encoder, &full.out, &outputs.out)?;
+        }
+        Ok(())
+    }
+
+    /// Records the chosen variant's kernels, writing an f32 O.
+    #[allow(clippy::too_many_arguments)]
+    fn record_paths(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        prob: &Problem,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        opts: &AttentionOptions,
+        outputs: &AttentionOutput,
+        lse: &Tensor,
+    ) -> Result<()> {
+        let lse = lse.clone();
         match outputs.variant {
             Variant::Staged | Variant::Auto => staged::record(
                 self,
@@ -225,7 +257,7 @@ impl Context {
                 }
                 if outputs.probs.is_some() {
                     // P after the main kernel, which stays the same with or without it.
-                    let scratch_lse = Tensor::empty(self, &prob.shape.lse())?;
+                    let scratch_lse = Tensor::empty(self, &prob.shape.lse(), DType::F32)?;
                     staged::record(
                         self,
                         encoder,

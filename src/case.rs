@@ -4,6 +4,7 @@
 use crate::rng::SeededRng;
 
 use crate::context::Context;
+use crate::dtype::DType;
 use crate::error::Result;
 use crate::options::{AttentionOptions, Causal, Mask, MaskKind};
 use crate::shape::Shape;
@@ -27,6 +28,13 @@ pub struct CaseMask {
 pub struct Case {
     /// A name for reports.
     pub name: String,
+    /// The dtype of Q, K and V (a missing `dtype` field in a file means f32). For f16 and bf16
+    /// every value of `q`, `k` and `v` is exactly representable in it; masks stay f32.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "DType::is_f32")
+    )]
+    pub dtype: DType,
     /// Batch size.
     pub batch: usize,
     /// Query heads.
@@ -142,6 +150,19 @@ impl Case {
         len("q", self.q.len(), &s.q())?;
         len("k", self.k.len(), &s.k())?;
         len("v", self.v.len(), &s.v())?;
+        if self.dtype != DType::F32 {
+            for (n, data) in [("q", &self.q), ("k", &self.k), ("v", &self.v)] {
+                if let Some(i) = data
+                    .iter()
+                    .position(|&x| !self.dtype.fits(x) || self.dtype.round(x) != x)
+                {
+                    return Err(format!(
+                        "{n}[{i}] = {} is not exactly representable in {}",
+                        data[i], self.dtype
+                    ));
+                }
+            }
+        }
         if let Some(o) = &self.out {
             len("out", o.len(), &s.out())?;
         }
@@ -184,12 +205,13 @@ impl Case {
         Ok(())
     }
 
-    /// Uploads Q, K, V and the mask, and builds the matching options.
+    /// Uploads Q, K and V (in the case's dtype) and the mask (f32), and builds the matching
+    /// options.
     pub fn upload(&self, ctx: &Context) -> Result<(Tensor, Tensor, Tensor, AttentionOptions)> {
         let s = self.shape();
-        let q = Tensor::from_data(ctx, &s.q(), &self.q)?;
-        let k = Tensor::from_data(ctx, &s.k(), &self.k)?;
-        let v = Tensor::from_data(ctx, &s.v(), &self.v)?;
+        let q = Tensor::from_f32(ctx, &s.q(), &self.q, self.dtype)?;
+        let k = Tensor::from_f32(ctx, &s.k(), &self.k, self.dtype)?;
+        let v = Tensor::from_f32(ctx, &s.v(), &self.v, self.dtype)?;
         let mask = match &self.mask {
             Some(m) => Some(Mask {
                 kind: m.kind,
@@ -217,6 +239,7 @@ impl Case {
         let v = gen(shape.v().iter().product());
         Case {
             name: name.into(),
+            dtype: DType::F32,
             batch: shape.batch,
             q_heads: shape.q_heads,
             kv_heads: shape.kv_heads,
@@ -237,6 +260,16 @@ impl Case {
         }
     }
 
+    /// The same case in `dtype`: Q, K and V rounded to it (to nearest, ties to even), so the
+    /// reference reads exactly what the GPU gets. The mask stays f32.
+    pub fn with_dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
+        for x in self.q.iter_mut().chain(&mut self.k).chain(&mut self.v) {
+            *x = dtype.round(x.clamp(-dtype.max_finite(), dtype.max_finite()));
+        }
+        self
+    }
+
     /// The same case with causal rule `c`.
     pub fn with_causal(mut self, c: Causal) -> Self {
         self.causal = c;
@@ -252,9 +285,13 @@ impl Case {
         self.key_lengths = Some(kl);
         self
     }
-    /// Multiplies Q by `f`, making logits large (tests max subtraction).
+    /// Multiplies Q by `f`, making logits large (tests max subtraction); the products are
+    /// rounded to the case's dtype.
     pub fn with_q_scaled(mut self, f: f32) -> Self {
-        self.q.iter_mut().for_each(|x| *x *= f);
+        let d = self.dtype;
+        self.q
+            .iter_mut()
+            .for_each(|x| *x = d.round((*x * f).clamp(-d.max_finite(), d.max_finite())));
         self
     }
 

@@ -1,8 +1,10 @@
-//! Comparing GPU results with a reference: errors, the float32 tolerance rule, and one call that
-//! answers "is this GPU right?" for a problem.
+//! Comparing GPU results with a reference: errors, the tolerance rules (float32, and
+//! half precision for f16 and bf16 outputs), and one call that answers "is this GPU right?" for a
+//! problem.
 
 use crate::case::Case;
 use crate::context::Context;
+use crate::dtype::DType;
 use crate::error::Result;
 use crate::options::{AttentionOptions, Variant};
 use crate::output::AttentionOutput;
@@ -10,15 +12,27 @@ use crate::reference::{self, Reference};
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 
-/// Acceptance limits. [`Tolerance::FLOAT32`] is the rule of the golden cases; it is the one place
-/// where a tolerance is set for the library's f32 kernels.
+/// Acceptance limits. [`Tolerance::CONTRACT`] holds the rules of the golden cases; it is the one
+/// place where a tolerance is set for the library's kernels.
+///
+/// - An f32 output passes when no value is NaN, `||out - ref|| / ||ref|| <= rel_l2` and every
+///   element is within `abs · max(1, max|ref|)` (the float32 rule).
+/// - A 16-bit output (f16, bf16) passes when no value is NaN and every element `o` is within
+///   `roundings · u · |ref| + abs · max(1, max|ref|)` of its reference, where u is the output
+///   dtype's unit roundoff (2⁻¹¹ for f16, 2⁻⁸ for bf16): with `roundings` = 2, at most twice the
+///   error of rounding the exact answer once (the half-precision rule).
+/// - The lse and P are f32 results and always meet the float32 limits `lse` and `probs`.
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Tolerance {
-    /// Largest `||out - ref|| / ||ref||` (absolute `||out - ref||` when `||ref|| = 0`).
+    /// Largest `||out - ref|| / ||ref||` (absolute `||out - ref||` when `||ref|| = 0`), for f32
+    /// outputs.
     pub rel_l2: f64,
     /// Largest absolute error, times `max(1, max |ref|)`.
     pub abs: f64,
+    /// For 16-bit outputs: the relative part of each element's limit, in units of the output
+    /// dtype's unit roundoff.
+    pub roundings: f64,
     /// Largest lse error (`-inf` must match exactly).
     pub lse: f64,
     /// Largest probability error.
@@ -26,18 +40,29 @@ pub struct Tolerance {
 }
 
 impl Tolerance {
-    /// The float32 rule of the contract (README, "Precision").
-    pub const FLOAT32: Tolerance = Tolerance {
+    /// The rules of the contract (README, "Precision"): float32, and half precision for 16-bit
+    /// outputs.
+    pub const CONTRACT: Tolerance = Tolerance {
         rel_l2: 1e-5,
         abs: 1e-4,
+        roundings: 2.0,
         lse: 1e-4,
         probs: 1e-5,
     };
+
+    /// The relative part of each output element's limit for an output in `dtype` (0 for f32,
+    /// whose rule is the relative L2 error).
+    pub fn element_rel(&self, dtype: DType) -> f64 {
+        match dtype {
+            DType::F32 => 0.0,
+            _ => self.roundings * dtype.unit_roundoff(),
+        }
+    }
 }
 
 impl Default for Tolerance {
     fn default() -> Self {
-        Self::FLOAT32
+        Self::CONTRACT
     }
 }
 
@@ -59,8 +84,14 @@ pub struct Report {
     pub max_abs_err: f64,
     /// Where it is, `[b, h, i, e]`.
     pub max_abs_at: Option<[usize; 4]>,
-    /// The absolute limit it was held to.
+    /// The absolute limit it was held to (for a 16-bit output, each element's limit adds
+    /// `element_rel · |ref|`).
     pub abs_limit: f64,
+    /// The dtype the output was written in.
+    pub out_dtype: DType,
+    /// For a 16-bit output: the largest ratio of an element's error to its limit (at most 1 to
+    /// pass).
+    pub worst_ratio: Option<f64>,
     /// Largest lse error, when lse was compared.
     pub lse_max_err: Option<f64>,
     /// Where it is, `[b, h, i]`.
@@ -122,7 +153,8 @@ fn unravel(shape: &Shape, row: usize) -> (usize, usize, usize) {
     (b, h, i)
 }
 
-/// Compares full GPU tensors with reference values for `expected.rows`.
+/// Compares full GPU tensors with reference values for `expected.rows`; the output was written in
+/// `out_dtype`, which picks its rule ([`Tolerance`]).
 // `!(err <= limit)` rather than `err > limit`: a NaN error must fail, and only the negated form
 // does that.
 #[allow(clippy::neg_cmp_op_on_partial_ord)]
@@ -133,6 +165,7 @@ pub fn compare(
     got: &Got,
     expected: &Reference,
     tol: Tolerance,
+    out_dtype: DType,
 ) -> Report {
     let mut failures = Vec::new();
     let dv = shape.value_dim;
@@ -172,14 +205,43 @@ pub fn compare(
         diff2.sqrt()
     };
     let abs_limit = tol.abs * max_ref.max(1.0);
-    if !(rel_l2 <= tol.rel_l2) {
-        failures.push(format!("rel_l2 {rel_l2:.3e} > {:.1e}", tol.rel_l2));
-    }
-    if !(max_abs <= abs_limit) {
-        failures.push(format!(
-            "max_abs_err {max_abs:.3e} > {abs_limit:.1e} at {:?}",
-            max_abs_at.unwrap_or_default()
-        ));
+    let elem_rel = tol.element_rel(out_dtype);
+    let mut worst_ratio = None;
+    if out_dtype == DType::F32 {
+        if !(rel_l2 <= tol.rel_l2) {
+            failures.push(format!("rel_l2 {rel_l2:.3e} > {:.1e}", tol.rel_l2));
+        }
+        if !(max_abs <= abs_limit) {
+            failures.push(format!(
+                "max_abs_err {max_abs:.3e} > {abs_limit:.1e} at {:?}",
+                max_abs_at.unwrap_or_default()
+            ));
+        }
+    } else {
+        // The half-precision rule: each element against its own limit.
+        let (mut worst, mut worst_at, mut worst_err, mut worst_lim) = (0f64, None, 0f64, 0f64);
+        for (n, &row) in expected.rows.iter().enumerate() {
+            for e in 0..dv {
+                let r = expected.out[n * dv + e];
+                let d = (got.out[row * dv + e] as f64 - r).abs();
+                let d = if d.is_nan() { f64::INFINITY } else { d };
+                let lim = elem_rel * r.abs() + abs_limit;
+                if d / lim > worst || worst_at.is_none() {
+                    (worst, worst_err, worst_lim) = (d / lim, d, lim);
+                    let (b, h, i) = unravel(shape, row);
+                    worst_at = Some([b, h, i, e]);
+                }
+            }
+        }
+        worst_ratio = Some(worst);
+        if !(worst <= 1.0) {
+            failures.push(format!(
+                "{out_dtype} output error {worst_err:.3e} > its limit {worst_lim:.3e} \
+                 ({:.0}·u·|ref| + {abs_limit:.1e}) at {:?}",
+                tol.roundings,
+                worst_at.unwrap_or_default()
+            ));
+        }
     }
 
     let (mut lse_max_err, mut lse_at) = (None, None);
@@ -251,6 +313,8 @@ pub fn compare(
         max_abs_err: max_abs,
         max_abs_at,
         abs_limit,
+        out_dtype,
+        worst_ratio,
         lse_max_err,
         lse_at,
         probs_max_err,
@@ -311,10 +375,16 @@ pub async fn verify(
     let want_probs = opts.return_probs || (from_file.is_some() && case.probs.is_some());
     o.return_lse = true;
     o.return_probs = want_probs;
+    o.output_f32 = opts.output_f32;
+    let out_dtype = if opts.output_f32 {
+        DType::F32
+    } else {
+        case.dtype
+    };
     let s = case.shape();
     let lse_t = Tensor::filled(ctx, &s.lse(), f32::NAN)?;
     let outputs = AttentionOutput {
-        out: Tensor::filled(ctx, &s.out(), f32::NAN)?,
+        out: Tensor::filled_as(ctx, &s.out(), f32::NAN, out_dtype)?,
         lse: Some(lse_t.clone()),
         probs: if want_probs {
             Some(Tensor::filled(ctx, &s.probs(), f32::NAN)?)
@@ -343,7 +413,9 @@ pub async fn verify(
         lse: Some(&lse),
         probs: probs.as_deref(),
     };
-    Ok(compare(&case.name, variant, &s, &got, &expected, tol))
+    Ok(compare(
+        &case.name, variant, &s, &got, &expected, tol, out_dtype,
+    ))
 }
 
 /// Blocking form of [`verify`].

@@ -645,7 +645,7 @@ fn run_case(
         return_probs: probs,
         ..cfg.options()
     };
-    match check::verify_blocking(ctx, case, &opts, Some(sample), Tolerance::FLOAT32) {
+    match check::verify_blocking(ctx, case, &opts, Some(sample), Tolerance::CONTRACT) {
         Ok(r) if r.passed => (Outcome::Pass, Some(r), String::new()),
         Ok(r) => {
             let d = r.failures.join("; ");

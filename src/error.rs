@@ -1,5 +1,6 @@
 //! Typed errors. Every message says what was wrong and, where it applies, what was expected.
 
+use crate::dtype::DType;
 use thiserror::Error;
 
 /// Which tensor of an attention call an error is about.
@@ -166,6 +167,32 @@ pub enum Error {
         index: Vec<usize>,
         /// The value found.
         value: f32,
+    },
+
+    /// A value handed to an upload does not fit the tensor's dtype (a magnitude beyond f16's
+    /// 65504, or bf16's 3.39e38): an error rather than a silent infinity. Nothing was uploaded.
+    #[error("{what}: value {value} at index {index:?} does not fit {dtype} (largest finite magnitude {max})", max = dtype.max_finite())]
+    NotRepresentable {
+        /// The tensor or upload concerned.
+        what: String,
+        /// The element's multi-dimensional index.
+        index: Vec<usize>,
+        /// The value given.
+        value: f32,
+        /// The tensor's dtype.
+        dtype: DType,
+    },
+
+    /// A tensor's dtype is not the one expected (Q, K and V of a call share one; a mask is f32
+    /// or theirs; an output is in the dtype the call writes).
+    #[error("{what}: dtype {got}, expected {expected}")]
+    DTypeMismatch {
+        /// The tensor concerned.
+        what: String,
+        /// What was expected, in words.
+        expected: String,
+        /// The tensor's dtype.
+        got: DType,
     },
 
     /// Data handed to an upload does not match the shape given with it.

@@ -125,16 +125,19 @@ pub(crate) fn flash_form(
     }
 }
 
-/// Whether the subgroup form reads K and V 8 floats at a time: where the tuning row asks for it
-/// and the device has SHADER_INT64. `WGPU_ATTENTION_WIDE_LOADS=0` or `1` overrides the tuning
+/// Whether the subgroup form reads K and V 8 elements at a time: where the tuning row asks for it
+/// and, for f32 data (read as `vec4<u64>`), the device has SHADER_INT64. `WGPU_ATTENTION_WIDE_LOADS=0` or `1` overrides the tuning
 /// (for side-by-side measurements).
-pub(crate) fn wide_loads(ctx: &Context) -> bool {
+/// 16-bit data is read as four 32-bit words per 8 elements, which needs no feature.
+pub(crate) fn wide_loads(ctx: &Context, dtype: crate::dtype::DType) -> bool {
     let wanted = match std::env::var("WGPU_ATTENTION_WIDE_LOADS").as_deref() {
         Ok("0") | Ok("false") => false,
         Ok("1") | Ok("true") => true,
         _ => ctx.tuning().0.fused_wide_loads,
     };
-    wanted && ctx.features().contains(wgpu::Features::SHADER_INT64)
+    wanted
+        && (dtype != crate::dtype::DType::F32
+            || ctx.features().contains(wgpu::Features::SHADER_INT64))
 }
 
 /// Whether the fused kernel is specialised for these dims.
@@ -205,9 +208,10 @@ pub(crate) fn flash_kernel(
                     s.head_dim,
                     s.value_dim,
                     prob.params().mask_kind,
-                    wide_loads(ctx),
+                    wide_loads(ctx, prob.dtype),
                     emulated,
-                );
+                )
+                .with(prob.data_constants(false));
                 (
                     ctx.kernel(&flash::SUBGROUP_SOURCE, key)?,
                     (size * r) as usize,
@@ -215,7 +219,10 @@ pub(crate) fn flash_kernel(
                 )
             }
             FlashForm::Workgroup { .. } => (
-                ctx.kernel(&flash::SOURCE, flash::key(spec))?,
+                ctx.kernel(
+                    &flash::SOURCE,
+                    flash::key(spec).with(prob.data_constants(true)),
+                )?,
                 spec.bq as usize,
                 None,
             ),

@@ -5,7 +5,8 @@
 // The layers of this crate, lowest first. A module uses only modules of its own layer or below,
 // and no two modules reach each other (tests/architecture.rs fails on a circle):
 //
-// 1. Foundations, using nothing above: `error`, `kinds` (causal rule, mask kind, variant), `rng`,
+// 1. Foundations, using nothing above: `dtype` (element types and their host conversions),
+//    `error`, `kinds` (causal rule, mask kind, variant), `rng`,
 //    `tuning` (per-adapter tiles and thresholds), `known_issues`, `pipeline` (kernel sources and
 //    specialization keys, without knowing any kernel).
 // 2. `shape`: the sizes of a problem and the work they mean.
@@ -26,6 +27,7 @@ pub mod check;
 pub mod conformance;
 mod context;
 mod decode;
+mod dtype;
 mod error;
 mod fused;
 pub mod kernels;
@@ -45,7 +47,10 @@ pub mod tuning;
 
 pub use attention::AttentionOutput;
 pub use context::{Context, ContextOptions, OPTIONAL_FEATURES};
+pub use dtype::DType;
 pub use error::{Error, Result, TensorRole};
+/// The `half` crate, whose `f16` and `bf16` the 16-bit uploads and downloads take and return.
+pub use half;
 pub use options::{AttentionOptions, Causal, Mask, MaskKind, Variant};
 pub use shape::Shape;
 pub use tensor::Tensor;

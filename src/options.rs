@@ -7,12 +7,13 @@ pub use crate::kinds::{Causal, MaskKind, Variant, DEFAULT_DISPATCH_WORK};
 use crate::tensor::Tensor;
 
 /// A mask of shape `[batch or 1, q_heads or 1, q_len or 1, kv_len or 1]`, broadcast over every
-/// dimension of size 1 (so a `[batch, 1, 1, kv_len]` key-padding mask works as in PyTorch).
+/// dimension of size 1 (so a `[batch, 1, 1, kv_len]` key-padding mask works as in PyTorch). Its
+/// tensor is f32 or in the dtype of q, k and v (either kind).
 #[derive(Debug, Clone)]
 pub struct Mask {
     /// How the values are read.
     pub kind: MaskKind,
-    /// The mask values (f32).
+    /// The mask values (f32, or the inputs' dtype).
     pub tensor: Tensor,
 }
 
@@ -29,8 +30,11 @@ pub struct AttentionOptions {
     pub mask: Option<Mask>,
     /// Also return the log-sum-exp of each row (`-inf` for a row with no key).
     pub return_lse: bool,
-    /// Also return the attention weights P, `[batch, q_heads, q_len, kv_len]`.
+    /// Also return the attention weights P, `[batch, q_heads, q_len, kv_len]` (f32).
     pub return_probs: bool,
+    /// Write O in f32 even when the inputs are f16 or bf16 (by default O is in the inputs'
+    /// dtype). The lse and P are f32 either way.
+    pub output_f32: bool,
     /// Which kernels run (`Auto` by default: chosen by shape and adapter).
     pub variant: Variant,
     /// Largest score buffer the staged path may allocate per dispatch group; defaults to the
@@ -96,6 +100,11 @@ impl AttentionOptions {
     /// Also returns the attention weights P.
     pub fn with_probs(mut self) -> Self {
         self.return_probs = true;
+        self
+    }
+    /// Writes O in f32 whatever the inputs' dtype.
+    pub fn with_f32_output(mut self) -> Self {
+        self.output_f32 = true;
         self
     }
     /// Chooses the variant.

@@ -26,6 +26,12 @@ pub(crate) struct PipelineKey {
 }
 
 impl PipelineKey {
+    /// The key with more constants (the data types of a call, say) appended.
+    pub fn with(mut self, extra: Vec<(&'static str, u32)>) -> Self {
+        self.constants.extend(extra);
+        self
+    }
+
     /// A label naming the specialization, as GPU debuggers and validation messages show it.
     pub fn label(&self) -> String {
         let mut s = self.name.to_string();
@@ -66,10 +72,83 @@ impl KernelSource {
             code.push_str(&format!("const {name}: u32 = {value}u;\n"));
         }
         code.push('\n');
-        match self.expand {
-            Some(expand) => code.push_str(&expand(self.source, constants)),
-            None => code.push_str(self.source),
-        }
+        let body = match self.expand {
+            Some(expand) => expand(self.source, constants),
+            None => self.source.to_string(),
+        };
+        code.push_str(&expand_inputs(&body, constants));
         code
     }
+}
+
+/// A constant of a pipeline key, 0 when the key does not have it.
+fn constant(constants: &[(&'static str, u32)], name: &str) -> u32 {
+    constants
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, v)| *v)
+}
+
+/// Replaces each `//@input NAME BINDING DTYPE [EVEN]` line with the read-only storage binding
+/// `NAME` at `BINDING` in the element type the key's constant `DTYPE` names (0 f32, 1 f16, 2
+/// bf16; a missing constant means f32), and its accessors, which every kernel reads inputs through:
+/// - `NAME_1(i) -> f32`: element i;
+/// - `NAME_4(i) -> vec4<f32>`: elements i .. i+3.
+///
+/// 16-bit data is bound as `array<u32>`, two elements a word (element 2w in the low half of word
+/// w), and unpacked to f32 on load: `unpack2x16float` for f16, a shift or mask and a bitcast for
+/// bf16, both core WGSL. Where the key's constant `EVEN` is 1 the caller promises that `NAME_4`
+/// is only asked for even i (a row of an even dim, at a multiple of 4 within it): two words and
+/// no select. Otherwise i may start mid-word (odd dims), and three words are read.
+fn expand_inputs(source: &str, constants: &[(&'static str, u32)]) -> String {
+    let mut out = String::with_capacity(source.len() + 1024);
+    for line in source.lines() {
+        let Some(spec) = line.trim().strip_prefix("//@input ") else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let parts: Vec<&str> = spec.split_whitespace().collect();
+        let (name, binding, dt) = match parts[..] {
+            [name, binding, dt, ..] => (name, binding, constant(constants, dt)),
+            _ => panic!("//@input needs NAME BINDING DTYPE, got {spec:?}"),
+        };
+        let even = parts.get(3).is_some_and(|c| constant(constants, c) != 0);
+        out.push_str(&input_accessors(name, binding, dt, even));
+    }
+    out
+}
+
+/// The binding and accessors of one input (see [`expand_inputs`]).
+fn input_accessors(name: &str, binding: &str, dt: u32, even: bool) -> String {
+    if dt == 0 {
+        return format!(
+            "@group(0) @binding({binding}) var<storage, read> {name}: array<f32>;\n\
+             fn {name}_1(i: u32) -> f32 {{\n    return {name}[i];\n}}\n\
+             fn {name}_4(i: u32) -> vec4<f32> {{\n    \
+             return vec4<f32>({name}[i], {name}[i + 1u], {name}[i + 2u], {name}[i + 3u]);\n}}\n"
+        );
+    }
+    let unpack = if dt == 1 { "unpack_f16" } else { "unpack_bf16" };
+    let mut c = format!(
+        "@group(0) @binding({binding}) var<storage, read> {name}: array<u32>;\n\
+         fn {name}_1(i: u32) -> f32 {{\n    return {unpack}({name}[i >> 1u])[i & 1u];\n}}\n"
+    );
+    if even {
+        c += &format!(
+            "fn {name}_4(i: u32) -> vec4<f32> {{\n    let w = i >> 1u;\n    \
+             return vec4<f32>({unpack}({name}[w]), {unpack}({name}[w + 1u]));\n}}\n"
+        );
+    } else {
+        // Branch-free: an odd start takes the high half of word w, word w+1 and the low half of
+        // word w+2. (Reading w+2 past the binding's end is safe: WGSL bounds every access, and
+        // the value is then not used.)
+        c += &format!(
+            "fn {name}_4(i: u32) -> vec4<f32> {{\n    let w = i >> 1u;\n    \
+             let a = {unpack}({name}[w]);\n    let b = {unpack}({name}[w + 1u]);\n    \
+             let c = {unpack}({name}[w + 2u]);\n    \
+             return select(vec4<f32>(a.y, b, c.x), vec4<f32>(a, b), (i & 1u) == 0u);\n}}\n"
+        );
+    }
+    c
 }

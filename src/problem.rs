@@ -4,6 +4,7 @@
 //! paths are (`attention`).
 
 use crate::context::Context;
+use crate::dtype::DType;
 use crate::error::{Error, Result, TensorRole};
 use crate::kinds::{Causal, MaskKind};
 use crate::options::AttentionOptions;
@@ -14,6 +15,10 @@ use crate::tensor::Tensor;
 #[derive(Debug, Clone)]
 pub(crate) struct Problem {
     pub shape: Shape,
+    /// The dtype of q, k and v.
+    pub dtype: DType,
+    /// The dtype O is written in: the inputs' unless the call asked for f32.
+    pub out_dtype: DType,
     pub scale: f32,
     pub causal: Causal,
     pub key_lengths: Option<Vec<u32>>,
@@ -130,6 +135,17 @@ pub(crate) fn validate(
         vs[2],
         "must equal k's kv_len",
     )?;
+    // One dtype for q, k and v.
+    let dtype = q.dtype();
+    for (role, t) in [(TensorRole::Key, k), (TensorRole::Value, v)] {
+        if t.dtype() != dtype {
+            return Err(Error::DTypeMismatch {
+                what: role.to_string(),
+                expected: format!("{dtype}, the dtype of q (q, k and v share one dtype)"),
+                got: t.dtype(),
+            });
+        }
+    }
     if qs[1] % ks[1] != 0 {
         return Err(Error::HeadGroups {
             q_heads: qs[1],
@@ -163,7 +179,15 @@ pub(crate) fn validate(
             for d in 0..4 {
                 strides[d] = if ms[d] == 1 { 0 } else { contiguous[d] as u32 };
             }
-            fits_binding(ctx, TensorRole::Mask, m.tensor.bytes())?;
+            let md = m.tensor.dtype();
+            if md != DType::F32 && md != dtype {
+                return Err(Error::DTypeMismatch {
+                    what: TensorRole::Mask.to_string(),
+                    expected: format!("f32 or {dtype}, the dtype of q, k and v"),
+                    got: md,
+                });
+            }
+            fits_binding(ctx, TensorRole::Mask, m.tensor.storage_bytes())?;
             Some((m.kind, strides, m.tensor.clone()))
         }
     };
@@ -194,9 +218,9 @@ pub(crate) fn validate(
         None => 1.0 / (shape.head_dim as f32).sqrt(),
     };
 
-    fits_binding(ctx, TensorRole::Query, q.bytes())?;
-    fits_binding(ctx, TensorRole::Key, k.bytes())?;
-    fits_binding(ctx, TensorRole::Value, v.bytes())?;
+    fits_binding(ctx, TensorRole::Query, q.storage_bytes())?;
+    fits_binding(ctx, TensorRole::Key, k.storage_bytes())?;
+    fits_binding(ctx, TensorRole::Value, v.storage_bytes())?;
     let out_bytes = (shape.out().iter().product::<usize>() as u64) * 4;
     fits_binding(ctx, TensorRole::Output, out_bytes)?;
     if opts.return_probs {
@@ -214,6 +238,8 @@ pub(crate) fn validate(
     // Offsets inside kernels are u32 element indices; every binding is at most 4 GiB, so they fit.
     Ok(Problem {
         shape,
+        dtype,
+        out_dtype: if opts.output_f32 { DType::F32 } else { dtype },
         scale,
         causal: opts.causal,
         key_lengths: opts.key_lengths.clone(),
@@ -221,12 +247,30 @@ pub(crate) fn validate(
     })
 }
 
-pub(crate) fn check_output(t: &Tensor, role: TensorRole, expected: &[usize]) -> Result<()> {
+/// Checks a caller-provided output's shape and dtype.
+pub(crate) fn check_output(
+    t: &Tensor,
+    role: TensorRole,
+    expected: &[usize],
+    dtype: DType,
+) -> Result<()> {
     if t.shape() != expected {
         return Err(Error::OutputShape {
             tensor: role,
             expected: expected.to_vec(),
             got: t.shape().to_vec(),
+        });
+    }
+    if t.dtype() != dtype {
+        return Err(Error::DTypeMismatch {
+            what: role.to_string(),
+            expected: match role {
+                TensorRole::Output => {
+                    format!("{dtype} (the inputs' dtype, or f32 with AttentionOptions::output_f32)")
+                }
+                _ => format!("{dtype} (lse and probs are always f32)"),
+            },
+            got: t.dtype(),
         });
     }
     Ok(())

@@ -142,11 +142,20 @@ pub(crate) fn record(
     let qk_tile = kernels::tile_for(ctx.tuning().0, s.q_len);
     let pv_tile = qk_tile;
 
-    let qk_k = ctx.kernel(&qk::SOURCE, qk::key(qk_tile))?;
+    let qk_k = ctx.kernel(
+        &qk::SOURCE,
+        qk::key(qk_tile).with(prob.data_constants(false)),
+    )?;
     let (stats_src, norm_src) = softmax::sources(fused::subgroups_enabled(ctx, opts.subgroups));
     let stats_k = ctx.kernel(stats_src, softmax::key(stats_src))?;
     let norm_k = ctx.kernel(norm_src, softmax::key(norm_src))?;
-    let pv_k = ctx.kernel(&pv::SOURCE, pv::key(pv_tile))?;
+    // pv reads no mask: only the inputs' dtype goes into its key.
+    let pv_consts = prob
+        .data_constants(false)
+        .into_iter()
+        .filter(|(n, _)| *n == "DT")
+        .collect();
+    let pv_k = ctx.kernel(&pv::SOURCE, pv::key(pv_tile).with(pv_consts))?;
 
     // Score buffer: the caller's P itself when it fits the budget, else a scratch buffer per chunk.
     let row_bytes = s.kv_len as u64 * 4;

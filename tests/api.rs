@@ -372,7 +372,7 @@ fn caller_device_small_limits_splits_work_and_refuses_oversized_tensors() {
         &case,
         &AttentionOptions::default().with_probs(),
         Some(40),
-        Tolerance::FLOAT32,
+        Tolerance::CONTRACT,
     )
     .unwrap();
     assert!(r.passed, "{}", r.line());
@@ -607,7 +607,7 @@ fn callers_tuning_is_used_and_results_stay_correct() {
     ] {
         let case = Case::random("tuned", s, 5);
         let opts = AttentionOptions::default().variant(variant);
-        let report = check::verify_blocking(&c, &case, &opts, None, Tolerance::FLOAT32).unwrap();
+        let report = check::verify_blocking(&c, &case, &opts, None, Tolerance::CONTRACT).unwrap();
         if variant == Variant::Auto {
             assert_eq!(report.variant, "fused", "threshold above kv_len");
         }

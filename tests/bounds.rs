@@ -104,7 +104,8 @@ fn run(case: &Case) {
                 probs: Some(&p),
             },
             &expected,
-            Tolerance::FLOAT32,
+            Tolerance::CONTRACT,
+            wgpu_attention::DType::F32,
         );
         assert!(r.passed, "{label}: {}", r.line());
         // Everything outside the three views still holds the sentinel.

@@ -321,7 +321,8 @@ fn probs_sum_to_one_and_match_reference() {
             probs: Some(&p),
         },
         &r,
-        Tolerance::FLOAT32,
+        Tolerance::CONTRACT,
+        wgpu_attention::DType::F32,
     );
     assert!(rep.passed, "{}", rep.line());
 }

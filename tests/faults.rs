@@ -170,7 +170,7 @@ fn work_bound_splits_dispatches_and_split_equals_unsplit_bit_for_bit() {
                 ..base.clone()
             },
             None,
-            Tolerance::FLOAT32,
+            Tolerance::CONTRACT,
         )
         .unwrap();
         assert!(r.passed, "{}", r.line());
@@ -202,7 +202,7 @@ fn allocations_beyond_the_device_limits_are_typed_errors_and_the_context_survive
         &small,
         &AttentionOptions::default(),
         None,
-        Tolerance::FLOAT32,
+        Tolerance::CONTRACT,
     )
     .unwrap();
     assert!(r.passed, "{}", r.line());
@@ -238,7 +238,7 @@ fn eight_threads_share_one_context_and_every_result_is_correct() {
                         );
                     }
                     let opts = AttentionOptions::default().variant(variant);
-                    let r = check::verify_blocking(&c, &case, &opts, None, Tolerance::FLOAT32)
+                    let r = check::verify_blocking(&c, &case, &opts, None, Tolerance::CONTRACT)
                         .unwrap_or_else(|e| panic!("thread {t} call {n}: {e}"));
                     assert!(r.passed, "thread {t}: {}", r.line());
                     checked += 1;

@@ -1,5 +1,7 @@
 //! Every golden case of `tests/golden/` (float64 results from an independent NumPy reference)
-//! through the public API, on every variant, against the float32 tolerance rule.
+//! through the public API, on every variant, against the contract's tolerance: the float32 rule,
+//! and for the `f16_*` and `bf16_*` cases (16-bit inputs, the output in their dtype) the
+//! half-precision rule.
 
 mod common;
 
@@ -15,7 +17,7 @@ fn run(name: &str) {
     );
     for cfg in common::configs() {
         let opts = cfg.options();
-        let r = check::verify_blocking(common::ctx(), &case, &opts, None, Tolerance::FLOAT32)
+        let r = check::verify_blocking(common::ctx(), &case, &opts, None, Tolerance::CONTRACT)
             .unwrap_or_else(|e| panic!("{name} on {}: {e}", cfg.label()));
         eprintln!("{}", r.line());
         assert_eq!(r.rows_checked, r.rows_total, "golden cases check every row");
@@ -49,6 +51,15 @@ macro_rules! golden {
 
 golden!(
     additive_mask,
+    bf16_additive_mask_broadcast,
+    bf16_bool_mask_rows_masked,
+    bf16_bottom_right_key_lengths,
+    bf16_decode_gqa,
+    bf16_head_dims_1_3,
+    bf16_large_values,
+    bf16_long_keys,
+    bf16_odd_dims_gqa_causal,
+    bf16_self_attention,
     blog_worked_example,
     bool_mask_broadcast,
     bool_mask_full_rows_masked,
@@ -57,6 +68,15 @@ golden!(
     causal_top_left_square,
     causal_top_left_wide,
     custom_scale,
+    f16_additive_mask_broadcast,
+    f16_bool_mask_rows_masked,
+    f16_bottom_right_key_lengths,
+    f16_decode_gqa,
+    f16_head_dims_1_3,
+    f16_large_values,
+    f16_long_keys,
+    f16_odd_dims_gqa_causal,
+    f16_self_attention,
     gqa_4_to_1,
     head_dim_1,
     head_dim_128,

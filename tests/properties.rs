@@ -147,7 +147,7 @@ proptest! {
         let c = case(&p);
         for cfg in configs() {
             let label = cfg.label();
-            let r = check::verify_blocking(ctx(), &c, &cfg.options(), Some(40), Tolerance::FLOAT32)
+            let r = check::verify_blocking(ctx(), &c, &cfg.options(), Some(40), Tolerance::CONTRACT)
                 .map_err(|e| TestCaseError::fail(format!("{label}: {e}")))?;
             prop_assert!(r.passed, "{label}: {}", r.line());
         }

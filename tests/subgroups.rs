@@ -42,7 +42,7 @@ fn cases(sg: usize) -> Vec<Case> {
 }
 
 fn check(ctx: &Context, case: &Case, opts: &AttentionOptions, what: &str) {
-    let r = check::verify_blocking(ctx, case, opts, None, Tolerance::FLOAT32)
+    let r = check::verify_blocking(ctx, case, opts, None, Tolerance::CONTRACT)
         .unwrap_or_else(|e| panic!("{what} {}: {e}", case.name));
     eprintln!("{what}: {}", r.line());
     assert!(r.passed, "{what}: {}", r.line());

@@ -235,7 +235,7 @@ fn cmd_check(ctx: &Context, variant: Variant, emulate: Option<u32>, files: &[Str
                 emulate_subgroups: emulate,
                 ..opts_for(v)
             };
-            match check::verify_blocking(ctx, case, &opts, None, Tolerance::FLOAT32) {
+            match check::verify_blocking(ctx, case, &opts, None, Tolerance::CONTRACT) {
                 Ok(r) => {
                     println!("{}", r.line());
                     if r.passed {
@@ -344,7 +344,7 @@ fn main_job(ctx: &Context, variant: Variant) -> ExitCode {
     let mut failed = 0;
     for (case, sample) in self_check_cases() {
         for v in variants(variant) {
-            match check::verify_blocking(ctx, &case, &opts_for(v), sample, Tolerance::FLOAT32) {
+            match check::verify_blocking(ctx, &case, &opts_for(v), sample, Tolerance::CONTRACT) {
                 Ok(r) => {
                     println!("{}", r.line());
                     failed += (!r.passed) as usize;

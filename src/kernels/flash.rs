@@ -200,6 +200,11 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
     // Which of K and V are read 8 floats at a time.
     let wide = get("W64") != 0;
     let (wk, wv) = (wide && dk % 8 == 0, wide && dv % 8 == 0);
+    // The inputs' dtype (0 f32, 1 f16, 2 bf16; absent for f32).
+    let dt = constants
+        .iter()
+        .find(|(n, _)| *n == "DT")
+        .map_or(0, |(_, v)| *v);
     let mut out = String::with_capacity(source.len() + 4096 * r as usize);
     for line in source.lines() {
         let Some(name) = line.trim().strip_prefix("//@gen ") else {
@@ -208,7 +213,7 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
             continue;
         };
         let code = match name.trim() {
-            "bindings" => gen_bindings(sg, dk, dv, wk, wv, emu),
+            "bindings" => gen_bindings(sg, dk, dv, wk, wv, emu, dt),
             "lane_builtins" if emu => String::new(),
             "lane_builtins" => "    @builtin(subgroup_invocation_id) sli: u32,\n".to_string(),
             "lane_setup" if emu => "    let lane = li;\n    let full = true;\n".to_string(),
@@ -217,8 +222,8 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
             "lane_setup" => "    let lane = sli;\n    \
                              let full = subgroupAdd(1u) == SG && subgroupMax(sli) == SG - 1u;\n"
                 .to_string(),
-            "prologue" => gen_prologue(sg, r, dk, dv, decode),
-            "block" => gen_block(sg, r, dk, dv, wk, wv, emu),
+            "prologue" => gen_prologue(sg, r, dk, dv, decode, dt),
+            "block" => gen_block(sg, r, dk, dv, wk, wv, emu, dt),
             "epilogue" => gen_epilogue(r, dv),
             other => panic!("flash_subgroup.wgsl: unknown generated part {other}"),
         };
@@ -229,20 +234,27 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
 
 /// Q, K, V and O as rows of vec4 when their dim is a multiple of 4 (one load or store per 4
 /// elements), else as scalars; K and V (`wk`, `wv`) as rows of `vec4<u64>` (8 floats per load)
-/// where asked, with the helpers that unpack them.
-fn gen_bindings(sg: u32, dk: u32, dv: u32, wk: bool, wv: bool, emu: bool) -> String {
-    let ty = |d: u32| if d % 4 == 0 { "vec4<f32>" } else { "f32" };
-    let wide_ty = |d: u32, w: bool| if w { "vec4<u64>" } else { ty(d) };
-    let mut c = format!(
-        "@group(0) @binding(1) var<storage, read> q: array<{}>;\n\
-         @group(0) @binding(2) var<storage, read> k: array<{}>;\n\
-         @group(0) @binding(3) var<storage, read> v: array<{}>;\n\
-         @group(0) @binding(4) var<storage, read_write> o: array<{}>;\n",
-        ty(dk),
-        wide_ty(dk, wk),
-        wide_ty(dv, wv),
-        ty(dv)
-    );
+/// where asked, with the helpers that unpack them. 16-bit inputs (`dt` 1 or 2): a vec4 is a pair
+/// of words (`vec2<u32>`), a wide load four words (`vec4<u32>`, 8 elements), and scalar rows are
+/// read through the `//@input` accessors. O is f32 whatever the inputs are.
+fn gen_bindings(sg: u32, dk: u32, dv: u32, wk: bool, wv: bool, emu: bool, dt: u32) -> String {
+    let mut c = String::new();
+    for (name, binding, d, w) in [("q", 1, dk, false), ("k", 2, dk, wk), ("v", 3, dv, wv)] {
+        let ty = match (d % 4 == 0, w, dt) {
+            (false, _, _) => {
+                // Scalar rows: the generated accessors, in any dtype.
+                c += &format!("//@input {name} {binding} DT\n");
+                continue;
+            }
+            (true, false, 0) => "vec4<f32>",
+            (true, true, 0) => "vec4<u64>",
+            (true, false, _) => "vec2<u32>",
+            (true, true, _) => "vec4<u32>",
+        };
+        c += &format!("@group(0) @binding({binding}) var<storage, read> {name}: array<{ty}>;\n");
+    }
+    let oty = if dv % 4 == 0 { "vec4<f32>" } else { "f32" };
+    c += &format!("@group(0) @binding(4) var<storage, read_write> o: array<{oty}>;\n");
     if emu {
         // The emulated broadcasts' exchange: every lane's K and V row of the current block.
         c += &format!(
@@ -251,7 +263,7 @@ fn gen_bindings(sg: u32, dk: u32, dv: u32, wk: bool, wv: bool, emu: bool) -> Str
             sg * dv.div_ceil(4)
         );
     }
-    if wk || wv {
+    if (wk || wv) && dt == 0 {
         // Floats 0..3 and 4..7 of a vec4<u64>: each u64 holds two f32, the lower-addressed one in
         // its low word (storage is little-endian in every backend wgpu targets).
         for (name, xy) in [("wide_lo", "xy"), ("wide_hi", "zw")] {
@@ -266,38 +278,63 @@ fn gen_bindings(sg: u32, dk: u32, dv: u32, wk: bool, wv: bool, emu: bool) -> Str
     c
 }
 
+/// The function that unpacks four 16-bit elements from a pair of words.
+fn unpack4(dt: u32) -> &'static str {
+    if dt == 1 {
+        "unpack4_f16"
+    } else {
+        "unpack4_bf16"
+    }
+}
+
 /// The statements that define `{x}x{t}` (elements 4t..4t+3 of row `row` of `buf`) in the hot
-/// loop. A wide row defines two at once, at even t, from one `vec4<u64>` load; odd t then
-/// needs nothing.
-fn load_vec4(x: &str, buf: &str, row: &str, d: u32, t: u32, wide: bool) -> String {
+/// loop. A wide row defines two at once, at even t, from one `vec4<u64>` load (four words for
+/// 16-bit data); odd t then needs nothing.
+fn load_vec4(x: &str, buf: &str, row: &str, d: u32, t: u32, wide: bool, dt: u32) -> String {
     if !wide {
-        return format!("        let {x}x{t} = {};\n", row_vec4(buf, row, d, t));
+        return format!("        let {x}x{t} = {};\n", row_vec4(buf, row, d, t, dt));
     }
     if t % 2 == 1 {
         return String::new();
     }
+    let (lo, hi) = if dt == 0 {
+        (format!("wide_lo({x}w{t})"), format!("wide_hi({x}w{t})"))
+    } else {
+        (
+            format!("{}({x}w{t}.xy)", unpack4(dt)),
+            format!("{}({x}w{t}.zw)", unpack4(dt)),
+        )
+    };
     format!(
         "        let {x}w{t} = {buf}[{row} * {}u + {}u];\n        \
-         let {x}x{t} = wide_lo({x}w{t});\n        let {x}x{} = wide_hi({x}w{t});\n",
+         let {x}x{t} = {lo};\n        let {x}x{} = {hi};\n",
         d / 8,
         t / 2,
         t + 1
     )
 }
 
-/// Elements 4t..4t+3 of row `row` of `buf` (a dim of `d`): one vec4 load, or the scalars that
-/// exist with zeros past the dim (decided here, so no bounds test runs in the loop).
-fn row_vec4(buf: &str, row: &str, d: u32, t: u32) -> String {
+/// Elements 4t..4t+3 of row `row` of `buf` (a dim of `d`, dtype `dt`; `o` is always f32): one
+/// vec4 load, or the scalars that exist with zeros past the dim (decided here, so no bounds test
+/// runs in the loop).
+fn row_vec4(buf: &str, row: &str, d: u32, t: u32, dt: u32) -> String {
     if d % 4 == 0 {
-        return format!("{buf}[{row} * {}u + {t}u]", d / 4);
+        let load = format!("{buf}[{row} * {}u + {t}u]", d / 4);
+        return if dt == 0 || buf == "o" {
+            load
+        } else {
+            format!("{}({load})", unpack4(dt))
+        };
     }
     let parts: Vec<String> = (0..4)
         .map(|c| {
             let e = 4 * t + c;
-            if e < d {
+            if e >= d {
+                "0.0".to_string()
+            } else if buf == "o" {
                 format!("{buf}[{row} * {d}u + {e}u]")
             } else {
-                "0.0".to_string()
+                format!("{buf}_1({row} * {d}u + {e}u)")
             }
         })
         .collect();
@@ -326,7 +363,7 @@ fn store_row_vec4(row: &str, d: u32, t: u32, x: &str) -> String {
         .collect()
 }
 
-fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32, decode: bool) -> String {
+fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32, decode: bool, dt: u32) -> String {
     let (dk4, dv4) = (dk.div_ceil(4), dv.div_ceil(4));
     let mut c = String::new();
     for r in 0..r {
@@ -354,7 +391,7 @@ fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32, decode: bool) -> String {
         for t in 0..dk4 {
             c += &format!(
                 "    let q{r}_{t} = {} * p.scale;\n",
-                row_vec4("q", &format!("row{r}"), dk, t)
+                row_vec4("q", &format!("row{r}"), dk, t, dt)
             );
         }
         c += &format!("    var m{r} = MASKED;\n    var l{r} = 0.0;\n");
@@ -368,7 +405,7 @@ fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32, decode: bool) -> String {
         for t in 0..dv4 {
             c += &format!(
                 "        a{r}_{t} = {};\n",
-                row_vec4("o", &format!("row{r}"), dv, t)
+                row_vec4("o", &format!("row{r}"), dv, t, 0)
             );
         }
         c += "    }\n";
@@ -376,7 +413,8 @@ fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32, decode: bool) -> String {
     c
 }
 
-fn gen_block(sg: u32, r: u32, dk: u32, dv: u32, wk: bool, wv: bool, emu: bool) -> String {
+#[allow(clippy::too_many_arguments)]
+fn gen_block(sg: u32, r: u32, dk: u32, dv: u32, wk: bool, wv: bool, emu: bool, dt: u32) -> String {
     let (dk4, dv4) = (dk.div_ceil(4), dv.div_ceil(4));
     let share = |x: &str, t: u32, l: u32| {
         if emu {
@@ -390,7 +428,7 @@ fn gen_block(sg: u32, r: u32, dk: u32, dv: u32, wk: bool, wv: bool, emu: bool) -
         // Emulated: every lane stores its key's K and V rows, then everyone reads them.
         for (x, d, w, d4) in [("k", dk, wk, dk4), ("v", dv, wv, dv4)] {
             for t in 0..d4 {
-                c += &load_vec4(x, x, "kr", d, t, w);
+                c += &load_vec4(x, x, "kr", d, t, w, dt);
                 c += &format!("        x{x}[{}u + li] = {x}x{t};\n", t * sg);
             }
         }
@@ -400,7 +438,7 @@ fn gen_block(sg: u32, r: u32, dk: u32, dv: u32, wk: bool, wv: bool, emu: bool) -
     // R rows.
     for t in 0..dk4 {
         if !emu {
-            c += &load_vec4("k", "k", "kr", dk, t, wk);
+            c += &load_vec4("k", "k", "kr", dk, t, wk, dt);
         }
         for l in 0..sg {
             c += &share("k", t, l);
@@ -438,7 +476,7 @@ fn gen_block(sg: u32, r: u32, dk: u32, dv: u32, wk: bool, wv: bool, emu: bool) -
     // P·V, the same way as Q·Kᵀ.
     for t in 0..dv4 {
         if !emu {
-            c += &load_vec4("v", "v", "kr", dv, t, wv);
+            c += &load_vec4("v", "v", "kr", dv, t, wv, dt);
         }
         for l in 0..sg {
             c += &share("v", t, l);

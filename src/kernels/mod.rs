@@ -7,6 +7,7 @@
 
 pub mod flash;
 pub mod merge;
+pub mod pack;
 pub mod pv;
 pub mod qk;
 pub mod softmax;
@@ -51,7 +52,8 @@ pub(crate) struct Params {
     pub d0: u32,
     pub dn: u32,
     pub nseg: u32,
-    pub _pad: [u32; 4],
+    pub count: u32,
+    pub _pad: [u32; 3],
 }
 
 const _: () = assert!(std::mem::size_of::<Params>() == 128);
@@ -93,6 +95,28 @@ impl crate::problem::Problem {
     }
 }
 
+impl crate::problem::Problem {
+    /// The data-type constants of the kernels that read the inputs: DT (q, k, v) and MDT (the
+    /// mask) where they are 16-bit, and with `parity` KA and VA (head and value dim even, so rows
+    /// start on whole words). None for f32 data, so f32 keys stay as they were.
+    pub(crate) fn data_constants(&self, parity: bool) -> Vec<(&'static str, u32)> {
+        let mut c = Vec::new();
+        if self.dtype != crate::dtype::DType::F32 {
+            c.push(("DT", self.dtype.code()));
+            if parity {
+                c.push(("KA", (self.shape.head_dim % 2 == 0) as u32));
+                c.push(("VA", (self.shape.value_dim % 2 == 0) as u32));
+            }
+        }
+        if let Some(m) = &self.mask {
+            if m.2.dtype() != crate::dtype::DType::F32 {
+                c.push(("MDT", m.2.dtype().code()));
+            }
+        }
+        c
+    }
+}
+
 /// One uniform buffer holding every dispatch's parameters, one aligned block each (bound with a
 /// dynamic offset); returns the buffer and the block stride.
 pub(crate) fn params_buffer(
@@ -128,13 +152,14 @@ pub(crate) fn storage_binding(buf: &wgpu::Buffer, size: u64) -> wgpu::BindingRes
     })
 }
 
-/// A tensor's binding: exactly its bytes, at its offset in its buffer, so that no kernel can
-/// touch anything else in the buffer.
+/// A tensor's binding: exactly its bytes (whole words: a 16-bit tensor with an odd count includes
+/// half a word of padding), at its offset in its buffer, so that no kernel can touch anything else
+/// in the buffer.
 pub(crate) fn tensor_binding(t: &crate::tensor::Tensor) -> wgpu::BindingResource<'_> {
     wgpu::BindingResource::Buffer(wgpu::BufferBinding {
         buffer: t.buffer(),
         offset: t.offset(),
-        size: std::num::NonZeroU64::new(t.bytes().max(4)),
+        size: std::num::NonZeroU64::new(t.storage_bytes().max(4)),
     })
 }
 

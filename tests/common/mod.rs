@@ -90,15 +90,15 @@ pub fn check_with(
             && sh.head_dim.max(sh.value_dim) > wgpu_attention::kernels::flash::MAX_DIM
         {
             // Beyond the flash kernel's specialisations: the contract is a typed error.
-            let e =
-                check::verify_blocking(ctx(), case, &opts, sample, Tolerance::FLOAT32).unwrap_err();
+            let e = check::verify_blocking(ctx(), case, &opts, sample, Tolerance::CONTRACT)
+                .unwrap_err();
             assert!(
                 matches!(e, wgpu_attention::Error::Unsupported { .. }),
                 "{e}"
             );
             continue;
         }
-        let r = check::verify_blocking(ctx(), case, &opts, sample, Tolerance::FLOAT32)
+        let r = check::verify_blocking(ctx(), case, &opts, sample, Tolerance::CONTRACT)
             .unwrap_or_else(|e| panic!("{} on {}: error {e}", case.name, cfg.label()));
         eprintln!("{}", r.line());
         assert!(r.passed, "{}", r.line());

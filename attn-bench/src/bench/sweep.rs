@@ -122,7 +122,8 @@ pub fn run(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<
             probs: None,
         },
         &expected,
-        Tolerance::FLOAT32,
+        Tolerance::CONTRACT,
+        wgpu_attention::DType::F32,
     );
 
     let timed = || {
