@@ -73,20 +73,3 @@ fn merge_stats(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
     return vec2<f32>(m, a.y * exp(a.x - m) + b.y * exp(b.x - m));
 }
 
-// 16-bit inputs are read as u32 words holding two elements (element 2w in the low half of word w)
-// and unpacked to f32: every WebGPU adapter runs this, with or without SHADER_F16.
-fn unpack_f16(w: u32) -> vec2<f32> {
-    return unpack2x16float(w);
-}
-// A bf16 is the high half of an f32: shift or mask, then reinterpret.
-fn unpack_bf16(w: u32) -> vec2<f32> {
-    return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));
-}
-// Four elements from a pair of words, and eight from four words (the subgroup form's vec4 and
-// wide loads).
-fn unpack4_f16(w: vec2<u32>) -> vec4<f32> {
-    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
-}
-fn unpack4_bf16(w: vec2<u32>) -> vec4<f32> {
-    return vec4<f32>(unpack_bf16(w.x), unpack_bf16(w.y));
-}

@@ -119,14 +119,20 @@ impl Report {
             .probs_max_err
             .map(|e| format!(" probs_err={e:.2e}"))
             .unwrap_or_default();
+        // 16-bit outputs: the dtype, and the worst element's error as a fraction of its limit.
+        let half = match self.worst_ratio {
+            Some(r) => format!(" {} err/limit={r:.2}", self.out_dtype),
+            None => String::new(),
+        };
         let mut s = format!(
-            "{:<32} {:<7} max_abs_err={:.2e} rel_l2={:.2e} lse_err={}{} {}",
+            "{:<32} {:<7} max_abs_err={:.2e} rel_l2={:.2e} lse_err={}{}{} {}",
             self.name,
             self.variant,
             self.max_abs_err,
             self.rel_l2,
             lse,
             probs,
+            half,
             if self.passed { "pass" } else { "FAIL" }
         );
         if !self.passed {

@@ -1,9 +1,10 @@
 //! The conformance suite: does this adapter and driver compute attention correctly?
 //!
-//! A built-in seeded case matrix (shapes × options, each run on every configuration the adapter
-//! has: each variant, and the subgroup forms where the adapter has them) plus any golden-format
-//! files, compared with the f64 CPU reference (or the files' own expected results) under the
-//! float32 tolerance of [`crate::check`]. The known-issue table is consulted for every
+//! A built-in seeded case matrix (shapes × options, each run in every dtype on every
+//! configuration the adapter has: each variant, and the subgroup forms where the adapter has them)
+//! plus any golden-format files (each in its own dtype), compared with the f64 CPU reference (or
+//! the files' own expected results) under the tolerance rules of [`crate::check`] (float32, and
+//! half precision for 16-bit outputs). The known-issue table is consulted for every
 //! case: a skipped case is not run, an expected failure that fails is counted as such, and one
 //! that passes is reported as an unexpected pass.
 //!
@@ -19,6 +20,7 @@ use crate::rng::SeededRng;
 use crate::case::Case;
 use crate::check::{self, Tolerance};
 use crate::context::Context;
+use crate::dtype::DType;
 use crate::error::Error;
 use crate::fused;
 use crate::known_issues::{self, Action};
@@ -436,6 +438,8 @@ pub struct CaseResult {
     pub what: String,
     /// The configuration's label.
     pub config: String,
+    /// The dtype of the inputs (and the output).
+    pub dtype: DType,
     /// What happened.
     pub outcome: Outcome,
     /// Largest absolute error, when compared.
@@ -496,11 +500,13 @@ pub struct AdapterReport {
     pub size: Size,
     /// The matrix seed.
     pub seed: u64,
-    /// Cases run (problems × configurations).
+    /// Cases run (matrix problems × dtypes × configurations, plus files × configurations).
     pub cases: usize,
+    /// The dtypes the matrix ran in.
+    pub dtypes: Vec<DType>,
     /// Wall time of the run.
     pub seconds: f64,
-    /// Counts per configuration label.
+    /// Counts per configuration label and dtype, keyed `"label dtype"` (`"fused+sg8 f16"`).
     pub counts: BTreeMap<String, Counts>,
     /// Failures, errors, unexpected passes (each with its repro command).
     pub problems: Vec<CaseResult>,
@@ -535,19 +541,22 @@ impl AdapterReport {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         m.push_str(&format!("- limits used: {}\n", limits.join(", ")));
+        let dtypes: Vec<&str> = self.dtypes.iter().map(|d| d.as_str()).collect();
         m.push_str(&format!(
-            "- matrix: {:?}, seed {}, {} cases, {:.1} s\n- verdict: **{}**\n\n",
+            "- matrix: {:?}, seed {}, dtypes {}, {} cases, {:.1} s\n- verdict: **{}**\n\n",
             self.size,
             self.seed,
+            dtypes.join(", "),
             self.cases,
             self.seconds,
             if self.ok() { "pass" } else { "FAIL" }
         ));
-        m.push_str("| config | pass | fail | error | unsupported | skipped | expected fail | unexpected pass | worst rel L2 | worst abs err | worst case |\n");
-        m.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        m.push_str("| config | dtype | pass | fail | error | unsupported | skipped | expected fail | unexpected pass | worst rel L2 | worst abs err | worst case |\n");
+        m.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
         for (k, c) in &self.counts {
+            let (config, dtype) = k.split_once(' ').unwrap_or((k, ""));
             m.push_str(&format!(
-                "| {k} | {} | {} | {} | {} | {} | {} | {} | {:.2e} | {:.2e} | {} |\n",
+                "| {config} | {dtype} | {} | {} | {} | {} | {} | {} | {} | {:.2e} | {:.2e} | {} |\n",
                 c.pass,
                 c.fail,
                 c.error,
@@ -564,14 +573,15 @@ impl AdapterReport {
             m.push_str("\nNo unexpected results.\n");
         } else {
             m.push_str(
-                "\n| case | config | outcome | detail | reproduce |\n|---|---|---|---|---|\n",
+                "\n| case | config | dtype | outcome | detail | reproduce |\n|---|---|---|---|---|---|\n",
             );
             for r in &self.problems {
                 m.push_str(&format!(
-                    "| {} ({}) | {} | {:?} | {} | `{}` |\n",
+                    "| {} ({}) | {} | {} | {:?} | {} | `{}` |\n",
                     r.id,
                     r.what,
                     r.config,
+                    r.dtype,
                     r.outcome,
                     r.detail.replace('|', "/"),
                     r.repro
@@ -588,8 +598,8 @@ impl AdapterReport {
             m.push_str("\nKnown issues applied:\n\n");
             for r in &self.known {
                 m.push_str(&format!(
-                    "- {} {} {:?}: {}\n",
-                    r.id, r.config, r.outcome, r.detail
+                    "- {} {} {} {:?}: {}\n",
+                    r.id, r.config, r.dtype, r.outcome, r.detail
                 ));
             }
         }
@@ -610,6 +620,8 @@ pub struct Settings {
     pub only: Vec<usize>,
     /// Only configurations with these labels (all when empty).
     pub configs: Vec<String>,
+    /// The dtypes each matrix problem runs in (golden files run in their own).
+    pub dtypes: Vec<DType>,
     /// Subgroup sizes at which to also run the fused and decode subgroup forms emulated (besides
     /// the adapter's reported size when the probe did not confirm it).
     pub emulate: Vec<u32>,
@@ -627,6 +639,7 @@ impl Default for Settings {
             files: Vec::new(),
             only: Vec::new(),
             configs: Vec::new(),
+            dtypes: DType::ALL.to_vec(),
             emulate: Vec::new(),
             sample_rows: 48,
             command: "attn-bench".into(),
@@ -662,11 +675,13 @@ enum Source {
     File(String),
 }
 
-/// One problem to run on every configuration: its case, or why its file could not be read.
+/// One problem to run on every configuration: its case (in its dtype), or why its file could not
+/// be read.
 struct Work {
     source: Source,
     what: String,
     case: std::result::Result<Case, String>,
+    dtype: DType,
     probs: bool,
 }
 
@@ -688,10 +703,11 @@ impl Work {
         );
         match &self.source {
             Source::Matrix(n) => format!(
-                "{prefix} conformance --size {} --seed {} --only {n} --config {}",
+                "{prefix} conformance --size {} --seed {} --only {n} --config {} --dtype {}",
                 format!("{:?}", set.size).to_lowercase(),
                 set.seed,
-                cfg.label()
+                cfg.label(),
+                self.dtype
             ),
             // `check` takes the variant and any emulated size; the form comes from the
             // environment.
@@ -726,12 +742,15 @@ pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)
     let mut work: Vec<Work> = Vec::new();
     for (n, p) in matrix.into_iter().enumerate() {
         if set.only.is_empty() || set.only.contains(&n) {
-            work.push(Work {
-                source: Source::Matrix(n),
-                what: p.what,
-                case: Ok(p.case),
-                probs: p.probs,
-            });
+            for &dtype in &set.dtypes {
+                work.push(Work {
+                    source: Source::Matrix(n),
+                    what: p.what.clone(),
+                    case: Ok(p.case.clone().with_dtype(dtype)),
+                    dtype,
+                    probs: p.probs,
+                });
+            }
         }
     }
     for f in &set.files {
@@ -744,16 +763,15 @@ pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)
         work.push(Work {
             source: Source::File(f.clone()),
             what: case.as_ref().map_or_else(|e| e.clone(), |c| c.name.clone()),
+            dtype: case.as_ref().map_or(DType::F32, |c| c.dtype),
             case,
             probs: false,
         });
     }
 
     let total = work.len() * cfgs.len();
-    let mut counts: BTreeMap<String, Counts> = cfgs
-        .iter()
-        .map(|c| (c.label(), Counts::default()))
-        .collect();
+    let key = |cfg: &Config, dtype: DType| format!("{} {dtype}", cfg.label());
+    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
     let mut problems = Vec::new();
     let mut known = Vec::new();
     let mut done = 0;
@@ -779,7 +797,7 @@ pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)
                 };
                 detail = format!("{} ({}) {detail}", k.reason, k.link);
             }
-            let c = counts.entry(label.clone()).or_default();
+            let c = counts.entry(key(cfg, w.dtype)).or_default();
             match outcome {
                 Outcome::Pass => c.pass += 1,
                 Outcome::Fail => c.fail += 1,
@@ -800,6 +818,7 @@ pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)
                 id: id.clone(),
                 what: w.what.clone(),
                 config: label,
+                dtype: w.dtype,
                 outcome,
                 max_abs_err: report.as_ref().map(|r| r.max_abs_err),
                 rel_l2: report.as_ref().map(|r| r.rel_l2),
@@ -861,6 +880,7 @@ pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)
         size: set.size,
         seed: set.seed,
         cases: total,
+        dtypes: set.dtypes.clone(),
         seconds: t0.elapsed().as_secs_f64(),
         counts,
         problems,

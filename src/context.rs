@@ -30,6 +30,11 @@ pub struct ContextOptions {
     /// [`subgroups`](crate::subgroups)). Off by default; for testing the fused kernel's in-kernel
     /// check on a driver that breaks the promise (it then writes NaN, never wrong numbers).
     pub trust_subgroup_size: bool,
+    /// How kernels unpack f16 data: `Some(true)` with WGSL's `unpack2x16float`, `Some(false)`
+    /// with an integer decode that needs no capability. `None` (the default) uses
+    /// `unpack2x16float` where a probe finds that the device compiles it (wgpu gates it on
+    /// SHADER_F16_IN_F32, which llvmpipe lacks without SHADER_F16).
+    pub f16_unpack: Option<bool>,
 }
 
 impl Default for ContextOptions {
@@ -41,6 +46,7 @@ impl Default for ContextOptions {
             tuning: None,
             known_issues: Vec::new(),
             trust_subgroup_size: false,
+            f16_unpack: None,
         }
     }
 }
@@ -72,6 +78,9 @@ struct Inner {
     /// What the subgroup probe found, on first use (`subgroups::support`).
     subgroups: std::sync::OnceLock<SubgroupSupport>,
     trust_subgroup_size: bool,
+    f16_unpack_option: Option<bool>,
+    /// Whether kernels unpack f16 with `unpack2x16float`, found on first use.
+    f16_unpack: std::sync::OnceLock<bool>,
     /// A small buffer bound in place of an absent optional input (mask, key lengths).
     dummy: wgpu::Buffer,
 }
@@ -250,6 +259,8 @@ impl Context {
                 compiled: AtomicUsize::new(0),
                 subgroups: std::sync::OnceLock::new(),
                 trust_subgroup_size: options.trust_subgroup_size,
+                f16_unpack_option: options.f16_unpack,
+                f16_unpack: std::sync::OnceLock::new(),
                 dummy,
             }),
         }
@@ -289,6 +300,28 @@ impl Context {
     }
     pub(crate) fn trusts_subgroup_size(&self) -> bool {
         self.inner.trust_subgroup_size
+    }
+
+    /// Whether kernels unpack f16 data with `unpack2x16float` (see
+    /// [`ContextOptions::f16_unpack`]): the caller's choice, else whether a one-line kernel using
+    /// it compiles on this device (probed once).
+    pub fn native_f16_unpack(&self) -> bool {
+        *self.inner.f16_unpack.get_or_init(|| {
+            self.inner.f16_unpack_option.unwrap_or_else(|| {
+                self.scoped("f16 unpack probe", || {
+                    self.inner
+                        .device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some("wgpu-attention f16 unpack probe"),
+                        source: wgpu::ShaderSource::Wgsl(
+                            "@compute @workgroup_size(1) fn main() { _ = unpack2x16float(0u); }"
+                                .into(),
+                        ),
+                    })
+                })
+                .is_ok()
+            })
+        })
     }
     /// Number of pipelines compiled so far; a repeated call with the same specialization adds none.
     pub fn pipelines_compiled(&self) -> usize {

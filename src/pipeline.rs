@@ -76,10 +76,25 @@ impl KernelSource {
             Some(expand) => expand(self.source, constants),
             None => self.source.to_string(),
         };
+        if constant(constants, "DT") != 0 || constant(constants, "MDT") != 0 {
+            code.push_str(UNPACK_WGSL);
+            code.push_str(if constant(constants, "F16N") != 0 {
+                "fn unpack_f16(w: u32) -> vec2<f32> {\n    return unpack2x16float(w);\n}\n"
+            } else {
+                "fn unpack_f16(w: u32) -> vec2<f32> {\n    \
+                 return vec2<f32>(f16_from_bits(w & 0xffffu), f16_from_bits(w >> 16u));\n}\n"
+            });
+        }
         code.push_str(&expand_inputs(&body, constants));
         code
     }
 }
+
+/// The 16-bit unpacking helpers (`shaders/unpack.wgsl`), put in front of kernels whose key reads
+/// 16-bit data (DT or MDT nonzero) and only those: `unpack2x16float` needs a capability some
+/// adapters lack, and f32 kernels must not depend on it. `unpack_f16` is generated next to it:
+/// `unpack2x16float` where the key's F16N is 1, else the integer decode.
+const UNPACK_WGSL: &str = include_str!("../shaders/unpack.wgsl");
 
 /// A constant of a pipeline key, 0 when the key does not have it.
 fn constant(constants: &[(&'static str, u32)], name: &str) -> u32 {

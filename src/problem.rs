@@ -19,6 +19,8 @@ pub(crate) struct Problem {
     pub dtype: DType,
     /// The dtype O is written in: the inputs' unless the call asked for f32.
     pub out_dtype: DType,
+    /// f16 data is unpacked with `unpack2x16float` (`Context::native_f16_unpack`).
+    pub f16_native: bool,
     pub scale: f32,
     pub causal: Causal,
     pub key_lengths: Option<Vec<u32>>,
@@ -240,6 +242,9 @@ pub(crate) fn validate(
         shape,
         dtype,
         out_dtype: if opts.output_f32 { DType::F32 } else { dtype },
+        f16_native: (dtype == DType::F16
+            || mask.as_ref().is_some_and(|m| m.2.dtype() == DType::F16))
+            && ctx.native_f16_unpack(),
         scale,
         causal: opts.causal,
         key_lengths: opts.key_lengths.clone(),

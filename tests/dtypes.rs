@@ -417,3 +417,44 @@ fn the_half_rule_rejects_errors_beyond_two_roundings() {
     nan[1] = f32::NAN;
     assert!(!run(&nan).passed);
 }
+
+/// f16 decoded in integer arithmetic (no `unpack2x16float`, which some adapters cannot compile):
+/// the f16 golden files on every configuration, and tiny (subnormal) and large values through
+/// a context that is told not to use the builtin.
+#[test]
+fn f16_integer_decode_passes_the_golden_files_on_every_configuration() {
+    let c = wgpu_attention::Context::new_blocking(wgpu_attention::ContextOptions {
+        backends: Some(wgpu::Backends::from(common::expected_backend())),
+        f16_unpack: Some(false),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(!c.native_f16_unpack());
+    eprintln!(
+        "the shared context unpacks f16 with unpack2x16float: {}",
+        ctx().native_f16_unpack()
+    );
+    let dir = format!("{}/tests/golden", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().to_string_lossy().to_string())
+        .filter(|p| p.contains("/f16_"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 9);
+    let mut tiny = Case::random("tiny", shape(1, 2, 1, 5, 33, 8, 8), 2600).with_dtype(DType::F16);
+    tiny.k
+        .iter_mut()
+        .chain(&mut tiny.v)
+        .for_each(|x| *x = DType::F16.round(*x * 4.0e-5));
+    let mut cases: Vec<Case> = files.iter().map(|f| Case::load(f).unwrap()).collect();
+    cases.push(tiny);
+    for case in &cases {
+        for cfg in wgpu_attention::conformance::configs(&c) {
+            let r = check::verify_blocking(&c, case, &cfg.options(), None, Tolerance::CONTRACT)
+                .unwrap();
+            assert!(r.passed, "{}: {}", cfg.label(), r.line());
+        }
+    }
+}

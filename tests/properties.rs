@@ -1,7 +1,8 @@
 //! Property tests over the contract: random shapes weighted toward 1, tile ± 1 and odd head dims,
 //! Lq ≠ Lk both ways, random option combinations (causal modes, key lengths, bool and additive
-//! masks with any broadcast, scales) and random fully masked rows, each compared with the f64 CPU
-//! reference on every variant configuration (and both forms where the adapter has subgroups).
+//! masks with any broadcast, scales), random fully masked rows and a random dtype (f32, f16,
+//! bf16), each compared with the f64 CPU reference on every variant configuration (and both forms
+//! where the adapter has subgroups).
 //!
 //! 64 problems per run, each on every configuration (320 cases on lavapipe). Failing inputs are
 //! shrunk and their seeds kept in tests/regressions/properties.txt, which is committed and
@@ -14,7 +15,7 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use wgpu_attention::case::Case;
 use wgpu_attention::check::{self, Tolerance};
-use wgpu_attention::{Causal, MaskKind, Shape};
+use wgpu_attention::{Causal, DType, MaskKind, Shape};
 
 fn len() -> impl Strategy<Value = usize> {
     prop_oneof![
@@ -47,6 +48,7 @@ struct Problem {
     mask: Option<(bool, [bool; 4])>,
     masked_rows: Vec<(usize, usize, usize)>,
     scale: Option<f64>,
+    dtype: DType,
     seed: u64,
 }
 
@@ -58,7 +60,10 @@ fn problem() -> impl Strategy<Value = Problem> {
             prop::sample::select(vec![1usize, 2, 4]),
         ),
         (len(), len(), dim(), prop::option::weighted(0.2, dim())),
-        prop::sample::select(Causal::ALL.to_vec()),
+        (
+            prop::sample::select(Causal::ALL.to_vec()),
+            prop::sample::select(DType::ALL.to_vec()),
+        ),
         any::<u64>(),
         (
             prop::option::weighted(0.3, prop::collection::vec(0u32..=1000, 2)),
@@ -68,7 +73,13 @@ fn problem() -> impl Strategy<Value = Problem> {
         ),
     )
         .prop_map(
-            |((batch, kv_heads, group), (lq, lk, d, dv), causal, seed, (kl, mask, rows, scale))| {
+            |(
+                (batch, kv_heads, group),
+                (lq, lk, d, dv),
+                (causal, dtype),
+                seed,
+                (kl, mask, rows, scale),
+            )| {
                 let hq = kv_heads * group;
                 let key_lengths =
                     kl.map(|v| v.iter().take(batch).map(|&x| x % (lk as u32 + 1)).collect());
@@ -94,6 +105,7 @@ fn problem() -> impl Strategy<Value = Problem> {
                     mask,
                     masked_rows,
                     scale,
+                    dtype,
                     seed,
                 }
             },
@@ -110,7 +122,9 @@ fn case(p: &Problem) -> Case {
         p.d,
         p.dv,
     );
-    let mut c = Case::random("prop", s, p.seed).with_causal(p.causal);
+    let mut c = Case::random("prop", s, p.seed)
+        .with_dtype(p.dtype)
+        .with_causal(p.causal);
     if let Some(kl) = &p.key_lengths {
         c = c.with_key_lengths(kl.clone());
     }

@@ -94,6 +94,10 @@ enum Cmd {
         /// list of 2, 4, ..., 128): their generated code checked on any adapter.
         #[arg(long, value_delimiter = ',')]
         emulate_subgroups: Vec<u32>,
+        /// The dtypes each matrix problem runs in (comma list of f32, f16, bf16; all three by
+        /// default). Golden files run in their own dtype.
+        #[arg(long, value_delimiter = ',', default_value = "f32,f16,bf16")]
+        dtype: Vec<wgpu_attention::DType>,
         /// Run on every adapter wgpu can see (Vulkan, Metal, DX12, GL), not just one.
         #[arg(long)]
         all_adapters: bool,
@@ -877,6 +881,7 @@ fn main() -> ExitCode {
             only,
             config,
             emulate_subgroups,
+            dtype,
             all_adapters,
             sample_rows,
             json,
@@ -887,6 +892,7 @@ fn main() -> ExitCode {
                 files: files.clone(),
                 only: only.clone(),
                 configs: config.clone(),
+                dtypes: dtype.clone(),
                 emulate: emulate_subgroups.clone(),
                 sample_rows: *sample_rows,
                 command: "attn-bench".into(),

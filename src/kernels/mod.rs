@@ -97,8 +97,9 @@ impl crate::problem::Problem {
 
 impl crate::problem::Problem {
     /// The data-type constants of the kernels that read the inputs: DT (q, k, v) and MDT (the
-    /// mask) where they are 16-bit, and with `parity` KA and VA (head and value dim even, so rows
-    /// start on whole words). None for f32 data, so f32 keys stay as they were.
+    /// mask) where they are 16-bit, with `parity` KA and VA (head and value dim even, so rows
+    /// start on whole words), and F16N where f16 data is unpacked with `unpack2x16float`. None
+    /// for f32 data, so f32 keys stay as they were.
     pub(crate) fn data_constants(&self, parity: bool) -> Vec<(&'static str, u32)> {
         let mut c = Vec::new();
         if self.dtype != crate::dtype::DType::F32 {
@@ -112,6 +113,9 @@ impl crate::problem::Problem {
             if m.2.dtype() != crate::dtype::DType::F32 {
                 c.push(("MDT", m.2.dtype().code()));
             }
+        }
+        if self.f16_native {
+            c.push(("F16N", 1));
         }
         c
     }
@@ -272,6 +276,56 @@ pub fn all_sources() -> Vec<(String, String)> {
         (&subgroup_probe::SOURCE, subgroup_probe::key(32)),
     ] {
         v.push((key.label(), src.assemble(&key.constants)));
+    }
+    // Every kernel that reads the inputs, in each 16-bit dtype (a 16-bit mask too), and the pack
+    // kernel for each: whole-word and mid-word rows, vec4 and wide loads, scalar accessors.
+    for dt in [crate::dtype::DType::F16, crate::dtype::DType::BF16] {
+        let d = dt.code();
+        // f16 both ways: unpack2x16float (F16N) and the integer decode that needs no capability.
+        let data = |even: bool| {
+            vec![
+                ("DT", d),
+                ("KA", even as u32),
+                ("VA", even as u32),
+                ("MDT", d),
+                ("F16N", even as u32),
+            ]
+        };
+        for (src, key) in [
+            (&qk::SOURCE, qk::key(DEFAULT_TILE).with(data(false))),
+            (&pv::SOURCE, pv::key(SHORT_Q_TILE).with(vec![("DT", d)])),
+            (
+                &flash::SOURCE,
+                flash::key(flash::spec(t, 64, 64)).with(data(true)),
+            ),
+            (
+                &flash::SOURCE,
+                flash::key(flash::spec(t, 3, 130)).with(data(false)),
+            ),
+            (
+                &flash::SOURCE,
+                flash::key(flash::decode_spec(t, 128, 128)).with(data(true)),
+            ),
+            (
+                &flash::SUBGROUP_SOURCE,
+                flash::subgroup_key(8, 4, false, 64, 64, 0, true, false).with(data(false)),
+            ),
+            (
+                &flash::SUBGROUP_SOURCE,
+                flash::subgroup_key(8, 1, true, 128, 36, 1, true, false).with(data(false)),
+            ),
+            (
+                &flash::SUBGROUP_SOURCE,
+                flash::subgroup_key(32, 1, false, 3, 130, 2, true, false).with(data(false)),
+            ),
+            (
+                &flash::SUBGROUP_SOURCE,
+                flash::subgroup_key(32, 2, false, 64, 64, 1, false, true).with(data(false)),
+            ),
+            (&pack::SOURCE, pack::key(dt)),
+        ] {
+            v.push((key.label(), src.assemble(&key.constants)));
+        }
     }
     v
 }
