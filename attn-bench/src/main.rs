@@ -16,7 +16,9 @@ use clap::{Parser, Subcommand};
 mod bench;
 use wgpu_attention::case::Case;
 use wgpu_attention::check::{self, Tolerance};
-use wgpu_attention::{AttentionOptions, Causal, Context, ContextOptions, MaskKind, Shape, Variant};
+use wgpu_attention::{
+    AttentionOptions, Causal, Context, ContextOptions, DType, MaskKind, Shape, Variant,
+};
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +74,10 @@ enum Cmd {
         causal: Causal,
         #[arg(long, default_value = "fused")]
         variant: Variant,
+        /// Dtypes of Q, K, V and O (comma list); with more than one, a line per dtype compares
+        /// what the call needs.
+        #[arg(long, value_delimiter = ',', default_value = "f32")]
+        dtype: Vec<DType>,
     },
     /// The conformance suite: a seeded case matrix (and any golden-format files) on every
     /// configuration of one adapter or of every adapter; Markdown report on stdout; exit 1 when
@@ -97,7 +103,7 @@ enum Cmd {
         /// The dtypes each matrix problem runs in (comma list of f32, f16, bf16; all three by
         /// default). Golden files run in their own dtype.
         #[arg(long, value_delimiter = ',', default_value = "f32,f16,bf16")]
-        dtype: Vec<wgpu_attention::DType>,
+        dtype: Vec<DType>,
         /// Run on every adapter wgpu can see (Vulkan, Metal, DX12, GL), not just one.
         #[arg(long)]
         all_adapters: bool,
@@ -152,6 +158,10 @@ struct SweepArgs {
     /// Variants: auto, staged, fused, decode (default: every variant the library has).
     #[arg(long, value_delimiter = ',')]
     variant: Vec<Variant>,
+    /// Dtypes of Q, K, V and O: f32, f16, bf16 (comma list; f32 by default). Each shape and
+    /// variant runs in each, one after another, so they compare within one run.
+    #[arg(long, value_delimiter = ',', default_value = "f32")]
+    dtype: Vec<DType>,
     /// Timed repetitions per configuration.
     #[arg(long, default_value_t = 5)]
     reps: usize,
@@ -311,6 +321,21 @@ fn self_check_cases() -> Vec<(Case, Option<usize>)> {
     v.push((
         Case::random("long_keys_4096_d64", sh(1, 2, 2, 64, 4096, 64, 64), 5),
         Some(16),
+    ));
+    // 16-bit data: an f16 decode shape with GQA and odd dims (rows start mid-word), and a bf16
+    // causal prefill with a mask in f32.
+    v.push((
+        Case::random("f16_decode_gqa_d59", sh(1, 8, 2, 3, 1500, 59, 59), 7)
+            .with_dtype(DType::F16)
+            .with_causal(Causal::BottomRight),
+        None,
+    ));
+    v.push((
+        Case::random("bf16_causal_mask_d64", sh(2, 4, 4, 70, 70, 64, 64), 8)
+            .with_dtype(DType::BF16)
+            .with_causal(Causal::TopLeft)
+            .with_random_mask(MaskKind::Additive, [false, true, false, false], 1.0, 8),
+        None,
     ));
     v
 }
@@ -515,7 +540,55 @@ fn write_file(path: &str, text: &str) -> bool {
     }
 }
 
-fn cmd_memory(ctx: &Context, s: Shape, causal: Causal, variant: Variant) -> ExitCode {
+fn cmd_memory(
+    ctx: &Context,
+    s: Shape,
+    causal: Causal,
+    variant: Variant,
+    dtypes: &[DType],
+) -> ExitCode {
+    println!(
+        "adapter: {} ({:?})",
+        ctx.adapter_info().name,
+        ctx.adapter_info().backend
+    );
+    println!("shape: {s:?} causal={causal} variant={variant}");
+    let mut footprints = Vec::new();
+    for &dtype in dtypes {
+        println!("\n== {dtype}");
+        match memory_one(ctx, s, causal, variant, dtype) {
+            Some(bytes) => footprints.push((dtype, bytes)),
+            None => return ExitCode::from(1),
+        }
+        // Let the call's buffers go before the next dtype is measured (wgpu frees dropped
+        // buffers at a submission's completion).
+        ctx.queue().submit([]);
+        let _ = ctx.wait_idle(None);
+    }
+    if footprints.len() > 1 {
+        println!("\nthe library's buffers (inputs, outputs, scratch) of the call, by dtype:");
+        let base = footprints[0].1 as f64;
+        for (dtype, bytes) in &footprints {
+            println!(
+                "  {dtype:<5} {bytes:>12} bytes ({:.1} MiB), {:.2}x {}",
+                *bytes as f64 / 1048576.0,
+                *bytes as f64 / base,
+                footprints[0].0
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// One dtype's memory: the allocator's report before the inputs, with them, and with the call
+/// recorded; returns the bytes of the library's buffers (inputs, outputs and scratch).
+fn memory_one(
+    ctx: &Context,
+    s: Shape,
+    causal: Causal,
+    variant: Variant,
+    dtype: DType,
+) -> Option<u64> {
     let report = |what: &str| match ctx.device().generate_allocator_report() {
         Some(r) => {
             println!(
@@ -528,35 +601,28 @@ fn cmd_memory(ctx: &Context, s: Shape, causal: Causal, variant: Variant) -> Exit
         }
         None => None,
     };
-    println!(
-        "adapter: {} ({:?})",
-        ctx.adapter_info().name,
-        ctx.adapter_info().backend
-    );
-    println!("shape: {s:?} causal={causal} variant={variant}");
     if report("before inputs").is_none() {
         println!("this adapter's backend gives no allocator report");
-        return ExitCode::from(1);
+        return None;
     }
-    let n = |d: [usize; 4]| d.iter().product::<usize>();
     let (q, k, v) = match (|| {
         Ok::<_, wgpu_attention::Error>((
-            wgpu_attention::Tensor::filled(ctx, &s.q(), 0.5)?,
-            wgpu_attention::Tensor::filled(ctx, &s.k(), 0.5)?,
-            wgpu_attention::Tensor::filled(ctx, &s.v(), 0.5)?,
+            wgpu_attention::Tensor::filled_as(ctx, &s.q(), 0.5, dtype)?,
+            wgpu_attention::Tensor::filled_as(ctx, &s.k(), 0.5, dtype)?,
+            wgpu_attention::Tensor::filled_as(ctx, &s.v(), 0.5, dtype)?,
         ))
     })() {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(1);
+            return None;
         }
     };
     println!(
-        "inputs: q {} + k {} + v {} bytes",
-        n(s.q()) * 4,
-        n(s.k()) * 4,
-        n(s.v()) * 4
+        "inputs ({dtype}): q {} + k {} + v {} bytes",
+        q.storage_bytes(),
+        k.storage_bytes(),
+        v.storage_bytes()
     );
     report("with inputs");
     let mut enc = ctx.device().create_command_encoder(&Default::default());
@@ -568,23 +634,29 @@ fn cmd_memory(ctx: &Context, s: Shape, causal: Causal, variant: Variant) -> Exit
     match ctx.record_attention(&mut enc, &q, &k, &v, &opts) {
         Ok(out) => {
             println!("recorded: variant {}", out.variant);
-            if let Some(r) = report("call recorded (peak)") {
-                let mut by_label: std::collections::BTreeMap<String, (u64, usize)> =
-                    Default::default();
-                for a in &r.allocations {
-                    let e = by_label.entry(a.name.clone()).or_default();
-                    e.0 += a.size;
-                    e.1 += 1;
-                }
-                for (label, (bytes, count)) in by_label {
-                    println!("  {label:<40} {bytes:>12} bytes in {count}");
-                }
+            let r = report("call recorded (peak)")?;
+            let mut by_label: std::collections::BTreeMap<String, (u64, usize)> = Default::default();
+            for a in &r.allocations {
+                let e = by_label.entry(a.name.clone()).or_default();
+                e.0 += a.size;
+                e.1 += 1;
             }
-            ExitCode::SUCCESS
+            for (label, (bytes, count)) in by_label {
+                println!("  {label:<40} {bytes:>12} bytes in {count}");
+            }
+            // The library's own buffers (inputs, outputs, scratch, parameters), by label: the
+            // totals also move with wgpu's staging buffers, which come and go.
+            Some(
+                r.allocations
+                    .iter()
+                    .filter(|a| a.name.starts_with("wgpu-attention"))
+                    .map(|a| a.size)
+                    .sum(),
+            )
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(1)
+            None
         }
     }
 }
@@ -691,7 +763,11 @@ fn cmd_sweep(ctx: &Context, a: &SweepArgs) -> ExitCode {
         "timing: {}; GFLOP/s = 4·B·Hq·D per kept query–key pair; GB/s = Q, K, V, O bytes once; cpu_x = CPU f32 wall ÷ our wall; burn÷ = our wall ÷ burn wall",
         timer.source().as_str()
     );
-    let total: usize = configs.iter().map(|(s, _)| variants_for(s).len()).sum();
+    let total: usize = configs
+        .iter()
+        .map(|(s, _)| variants_for(s).len())
+        .sum::<usize>()
+        * a.dtype.len();
     let pb = indicatif::ProgressBar::new(total as u64);
     pb.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} {msg}")
@@ -702,28 +778,31 @@ fn cmd_sweep(ctx: &Context, a: &SweepArgs) -> ExitCode {
     let mut failures = 0;
     for (shape, causal) in &configs {
         for variant in variants_for(shape) {
-            pb.set_message(format!(
-                "{variant} L={} D={} {causal}",
-                shape.kv_len, shape.head_dim
-            ));
-            let cfg = bench::sweep::Config {
-                subgroups: None,
-                shape: *shape,
-                causal: *causal,
-                variant,
-            };
-            match bench::sweep::run(ctx, &timer, cfg, &set) {
-                Ok(r) => {
-                    pb.suspend(|| println!("{}", bench::sweep::table_line(&r)));
-                    failures += (!r.check_passed) as usize;
-                    rows.push(r);
+            for &dtype in &a.dtype {
+                pb.set_message(format!(
+                    "{variant} L={} D={} {causal} {dtype}",
+                    shape.kv_len, shape.head_dim
+                ));
+                let cfg = bench::sweep::Config {
+                    subgroups: None,
+                    shape: *shape,
+                    causal: *causal,
+                    variant,
+                    dtype,
+                };
+                match bench::sweep::run(ctx, &timer, cfg, &set) {
+                    Ok(r) => {
+                        pb.suspend(|| println!("{}", bench::sweep::table_line(&r)));
+                        failures += (!r.check_passed) as usize;
+                        rows.push(r);
+                    }
+                    Err(e) => {
+                        pb.suspend(|| println!("{variant} {shape:?} {causal} {dtype}: ERROR {e}"));
+                        failures += 1;
+                    }
                 }
-                Err(e) => {
-                    pb.suspend(|| println!("{variant} {shape:?} {causal}: ERROR {e}"));
-                    failures += 1;
-                }
+                pb.inc(1);
             }
-            pb.inc(1);
         }
     }
     pb.finish_and_clear();
@@ -909,6 +988,7 @@ fn main() -> ExitCode {
             head_dim,
             causal,
             variant,
+            dtype,
         }) => {
             let s = shape(
                 *batch,
@@ -918,7 +998,7 @@ fn main() -> ExitCode {
                 kv_len.unwrap_or(*q_len),
                 *head_dim,
             );
-            cmd_memory(&ctx, s, *causal, *variant)
+            cmd_memory(&ctx, s, *causal, *variant, dtype)
         }
     }
 }

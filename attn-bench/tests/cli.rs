@@ -88,3 +88,114 @@ fn unreadable_or_contract_breaking_files_exit_2_with_the_reason() {
     assert!(stderr.contains("not a multiple of kv_heads"), "{stderr}");
     let _ = std::fs::remove_file(path);
 }
+
+/// `check` reads a file's dtype: the 16-bit golden files run in their dtype and are held to the
+/// half-precision rule (the line names the dtype and the error as a fraction of its limit).
+#[test]
+fn check_reads_the_dtype_from_the_file() {
+    let out = bench()
+        .args([
+            "check",
+            &golden("f16_decode_gqa"),
+            &golden("bf16_head_dims_1_3"),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains(" f16 err/limit="), "{stdout}");
+    assert!(stdout.contains(" bf16 err/limit="), "{stdout}");
+}
+
+/// `sweep --dtype`: one row per dtype, and the GB/s count the dtype's real element size (the
+/// 16-bit rows' bytes are half the f32 row's).
+#[test]
+fn sweep_counts_the_bytes_of_each_dtype() {
+    let json = std::env::temp_dir().join(format!("attn-sweep-dtype-{}.json", std::process::id()));
+    let out = bench()
+        .args([
+            "sweep",
+            "--batch",
+            "1",
+            "--heads",
+            "2",
+            "--kv-heads",
+            "1",
+            "--q-len",
+            "1",
+            "--kv-len",
+            "300",
+            "--head-dim",
+            "32",
+            "--variant",
+            "decode",
+            "--dtype",
+            "f32,f16,bf16",
+            "--reps",
+            "1",
+            "--warmup",
+            "1",
+            "--no-cpu",
+            "--no-peak",
+            "--no-burn",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    let rows = v["rows"].as_array().unwrap();
+    let dtypes: Vec<&str> = rows.iter().map(|r| r["dtype"].as_str().unwrap()).collect();
+    assert_eq!(dtypes, ["f32", "f16", "bf16"]);
+    // Q 1·2·1·32, K and V 1·1·300·32, O 1·2·1·32 elements.
+    let elems = (64 + 2 * 9600 + 64) as f64;
+    for (r, size) in rows.iter().zip([4.0, 2.0, 2.0]) {
+        let bytes = r["gbps"].as_f64().unwrap() * 1e9 * r["median_ms"].as_f64().unwrap() / 1e3;
+        assert!(
+            (bytes / (elems * size) - 1.0).abs() < 1e-9,
+            "{}: {bytes} bytes, expected {}",
+            r["dtype"],
+            elems * size
+        );
+        assert_eq!(r["check_passed"], true);
+    }
+}
+
+/// `memory --dtype`: the call's memory per dtype, and the comparison line.
+#[test]
+fn memory_compares_dtypes() {
+    let out = bench()
+        .args([
+            "memory",
+            "--heads",
+            "2",
+            "--q-len",
+            "256",
+            "--head-dim",
+            "64",
+            "--dtype",
+            "f32,f16",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("== f16") && stdout.contains("by dtype:"),
+        "{stdout}"
+    );
+    let ratio: f64 = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("f16 "))
+        .and_then(|l| l.split_whitespace().find(|w| w.ends_with('x')))
+        .and_then(|w| w.trim_end_matches('x').parse().ok())
+        .unwrap_or_else(|| panic!("no f16 ratio in {stdout}"));
+    assert!(
+        ratio < 1.0,
+        "f16 needs less memory than f32: {ratio}\n{stdout}"
+    );
+}

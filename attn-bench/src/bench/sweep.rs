@@ -1,8 +1,8 @@
 //! Sweeps: every configuration is checked against the f64 CPU reference before it is timed, then
 //! timed after warm-up (the first dispatch of a pipeline compiles it), with GPU timestamps where
 //! the adapter has them. Figures: median/min/max ms, GFLOP/s over the kept query–key pairs,
-//! effective GB/s over compulsory bytes (Q, K, V, O once), % of the measured ceilings, the CPU
-//! baseline and the burn peer.
+//! effective GB/s over compulsory bytes (Q, K, V, O once, at the dtype's element size), % of the
+//! measured ceilings, the CPU baseline (f32) and the burn peer (f32).
 
 use std::time::Instant;
 
@@ -17,7 +17,7 @@ use wgpu_attention::Context;
 use wgpu_attention::Result;
 use wgpu_attention::Tensor;
 use wgpu_attention::{AttentionOutput, Shape};
-use wgpu_attention::{Causal, Variant};
+use wgpu_attention::{Causal, DType, Variant};
 
 /// One configuration of a sweep.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +27,8 @@ pub struct Config {
     pub variant: Variant,
     /// Subgroup forms (`None`: the library's default, see `AttentionOptions::subgroups`).
     pub subgroups: Option<bool>,
+    /// The dtype of Q, K, V and O.
+    pub dtype: DType,
 }
 
 /// One measured row.
@@ -42,6 +44,8 @@ pub struct Row {
     pub kv_len: usize,
     pub head_dim: usize,
     pub causal: String,
+    /// The dtype of Q, K, V and O (bytes and GB/s count its element size).
+    pub dtype: String,
     pub median_ms: f64,
     pub min_ms: f64,
     pub max_ms: f64,
@@ -77,25 +81,29 @@ pub struct Settings<'a> {
     pub burn: Option<&'a super::burn_peer::BurnPeer>,
 }
 
-/// Compulsory bytes of one call: Q, K, V read once and O written once.
-pub fn compulsory_bytes(s: &Shape) -> f64 {
-    4.0 * (s.q().iter().product::<usize>()
-        + s.k().iter().product::<usize>()
-        + s.v().iter().product::<usize>()
-        + s.out().iter().product::<usize>()) as f64
+/// Compulsory bytes of one call: Q, K, V read once and O written once, at `dtype`'s element
+/// size.
+pub fn compulsory_bytes(s: &Shape, dtype: DType) -> f64 {
+    dtype.size() as f64
+        * (s.q().iter().product::<usize>()
+            + s.k().iter().product::<usize>()
+            + s.v().iter().product::<usize>()
+            + s.out().iter().product::<usize>()) as f64
 }
 
 /// Checks one configuration, then times it.
 pub fn run(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<Row> {
     let s = cfg.shape;
     let seed = (s.q_len * 31 + s.kv_len * 7 + s.head_dim) as u64;
-    let case = Case::random("sweep", s, seed).with_causal(cfg.causal);
+    let case = Case::random("sweep", s, seed)
+        .with_dtype(cfg.dtype)
+        .with_causal(cfg.causal);
     let (q, k, v, mut opts) = case.upload(ctx)?;
     opts.variant = cfg.variant;
     opts.subgroups = cfg.subgroups;
     opts.return_lse = true;
     let outputs = AttentionOutput {
-        out: Tensor::filled(ctx, &s.out(), f32::NAN)?,
+        out: Tensor::filled_as(ctx, &s.out(), f32::NAN, cfg.dtype)?,
         lse: Some(Tensor::filled(ctx, &s.lse(), f32::NAN)?),
         probs: None,
         variant: cfg.variant,
@@ -123,7 +131,7 @@ pub fn run(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<
         },
         &expected,
         Tolerance::CONTRACT,
-        wgpu_attention::DType::F32,
+        cfg.dtype,
     );
 
     let timed = || {
@@ -147,7 +155,7 @@ pub fn run(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<
 
     let flops = s.flops(cfg.causal);
     let gflops = flops / med / 1e9;
-    let gbps = compulsory_bytes(&s) / med / 1e9;
+    let gbps = compulsory_bytes(&s, cfg.dtype) / med / 1e9;
 
     let cpu_ms = if set.cpu {
         // One run when a run takes over a second, else up to `reps` runs.
@@ -193,6 +201,7 @@ pub fn run(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<
         kv_len: s.kv_len,
         head_dim: s.head_dim,
         causal: cfg.causal.to_string(),
+        dtype: cfg.dtype.to_string(),
         median_ms: med * 1e3,
         min_ms: min * 1e3,
         max_ms: max * 1e3,
@@ -221,8 +230,8 @@ fn opt(x: Option<f64>, prec: usize) -> String {
 /// Header of the stdout table.
 pub fn table_header() -> String {
     format!(
-        "{:<7} {:>2} {:>3} {:>3} {:>6} {:>6} {:>4} {:<12} {:>9} {:>9} {:>9} {:>4} {:>8} {:>7} {:>6} {:>6} {:>8} {:>5} {:>8} {:>6}",
-        "variant", "B", "Hq", "Hkv", "Lq", "Lk", "D", "causal", "median_ms", "min_ms", "max_ms", "time",
+        "{:<7} {:>2} {:>3} {:>3} {:>6} {:>6} {:>4} {:<12} {:<5} {:>9} {:>9} {:>9} {:>4} {:>8} {:>7} {:>6} {:>6} {:>8} {:>5} {:>8} {:>6}",
+        "variant", "B", "Hq", "Hkv", "Lq", "Lk", "D", "causal", "dtype", "median_ms", "min_ms", "max_ms", "time",
         "GFLOP/s", "GB/s", "%fma", "%copy", "max_err", "check", "cpu_x", "burn÷"
     )
 }
@@ -230,9 +239,9 @@ pub fn table_header() -> String {
 /// One line of the stdout table.
 pub fn table_line(r: &Row) -> String {
     format!(
-        "{:<7} {:>2} {:>3} {:>3} {:>6} {:>6} {:>4} {:<12} {:>9.2} {:>9.2} {:>9.2} {:>4} {:>8.2} {:>7.2} {:>6} {:>6} {:>8.1e} {:>5} {:>8} {:>6}",
+        "{:<7} {:>2} {:>3} {:>3} {:>6} {:>6} {:>4} {:<12} {:<5} {:>9.2} {:>9.2} {:>9.2} {:>4} {:>8.2} {:>7.2} {:>6} {:>6} {:>8.1e} {:>5} {:>8} {:>6}",
         if r.variant == r.ran { r.variant.clone() } else { format!("{}>{}", r.variant, r.ran) },
-        r.batch, r.q_heads, r.kv_heads, r.q_len, r.kv_len, r.head_dim, r.causal,
+        r.batch, r.q_heads, r.kv_heads, r.q_len, r.kv_len, r.head_dim, r.causal, r.dtype,
         r.median_ms, r.min_ms, r.max_ms, r.timing, r.gflops, r.gbps,
         opt(r.pct_fma_peak, 1), opt(r.pct_copy_peak, 1), r.max_abs_err,
         if r.check_passed { "ok" } else { "FAIL" },
@@ -242,11 +251,11 @@ pub fn table_line(r: &Row) -> String {
 
 /// CSV with a header line; the same fields as the JSON rows.
 pub fn to_csv(rows: &[Row]) -> String {
-    let mut s = String::from("variant,ran,batch,q_heads,kv_heads,q_len,kv_len,head_dim,causal,median_ms,min_ms,max_ms,timing,wall_median_ms,gflops,gbps,pct_fma_peak,pct_copy_peak,max_abs_err,rel_l2,rows_checked,check_passed,cpu_ms,cpu_speedup,burn_ms,burn_ratio\n");
+    let mut s = String::from("variant,ran,batch,q_heads,kv_heads,q_len,kv_len,head_dim,causal,dtype,median_ms,min_ms,max_ms,timing,wall_median_ms,gflops,gbps,pct_fma_peak,pct_copy_peak,max_abs_err,rel_l2,rows_checked,check_passed,cpu_ms,cpu_speedup,burn_ms,burn_ratio\n");
     let o = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
     for r in rows {
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.variant,
             r.ran,
             r.batch,
@@ -256,6 +265,7 @@ pub fn to_csv(rows: &[Row]) -> String {
             r.kv_len,
             r.head_dim,
             r.causal,
+            r.dtype,
             r.median_ms,
             r.min_ms,
             r.max_ms,

@@ -151,6 +151,7 @@ pub fn run(
         causal: Causal::None,
         variant,
         subgroups: Some(false),
+        dtype: wgpu_attention::DType::F32,
     };
     let mut best = start;
     let mut trials = Vec::new();
