@@ -629,6 +629,8 @@ pub struct Settings {
     pub sample_rows: usize,
     /// The command prefix of repro lines (e.g. `WGPU_BACKEND=vulkan attn-bench`).
     pub command: String,
+    /// Cases run at once, on this many threads (the default: the machine's cores, at most 4).
+    pub threads: usize,
 }
 
 impl Default for Settings {
@@ -643,6 +645,7 @@ impl Default for Settings {
             emulate: Vec::new(),
             sample_rows: 48,
             command: "attn-bench".into(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         }
     }
 }
@@ -774,64 +777,97 @@ pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)
     let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
     let mut problems = Vec::new();
     let mut known = Vec::new();
-    let mut done = 0;
-    for w in &work {
+
+    // Run every (problem, configuration) on `threads` threads: on a driver that compiles
+    // pipelines on the calling thread (lavapipe), one thread compiles while another runs. Error
+    // scopes are per thread in wgpu, so each case's errors stay its own. Results are gathered by
+    // index, so the report does not depend on the order they finish in.
+    let jobs: Vec<(usize, usize)> = (0..work.len())
+        .flat_map(|w| (0..cfgs.len()).map(move |c| (w, c)))
+        .collect();
+    let run_job = |&(wi, ci): &(usize, usize)| {
+        let (w, cfg) = (&work[wi], cfgs[ci]);
+        let issue = known_issues::find(ctx.known_issues(), &info, cfg.variant, cfg.subgroups);
+        match &w.case {
+            Err(e) => (Outcome::Error, None, e.clone()),
+            Ok(_) if issue.is_some_and(|k| k.action == Action::Skip) => {
+                (Outcome::Skipped, None, String::new())
+            }
+            Ok(case) => run_case(ctx, case, cfg, w.probs, set.sample_rows),
+        }
+    };
+    let mut results: Vec<Option<(Outcome, Option<check::Report>, String)>> =
+        (0..jobs.len()).map(|_| None).collect();
+    let threads = set.threads.clamp(1, jobs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (next, jobs, run_job) = (&next, &jobs, &run_job);
+            scope.spawn(move || loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= jobs.len() || tx.send((n, run_job(&jobs[n]))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for (done, (n, r)) in rx.into_iter().enumerate() {
+            results[n] = Some(r);
+            progress(done + 1, total);
+        }
+    });
+
+    for (&(wi, ci), result) in jobs.iter().zip(results) {
+        let (w, cfg) = (&work[wi], &cfgs[ci]);
         let id = w.id();
-        for cfg in &cfgs {
-            let label = cfg.label();
-            let issue = known_issues::find(ctx.known_issues(), &info, cfg.variant, cfg.subgroups);
-            let (mut outcome, report, mut detail) = match &w.case {
-                Err(e) => (Outcome::Error, None, e.clone()),
-                Ok(_) if issue.is_some_and(|k| k.action == Action::Skip) => {
-                    (Outcome::Skipped, None, String::new())
+        let label = cfg.label();
+        let issue = known_issues::find(ctx.known_issues(), &info, cfg.variant, cfg.subgroups);
+        let (mut outcome, report, mut detail) =
+            result.expect("every job reports before the threads end");
+        if let Some(k) = issue {
+            outcome = match outcome {
+                Outcome::Fail | Outcome::Error if k.action == Action::ExpectFail => {
+                    Outcome::ExpectedFail
                 }
-                Ok(case) => run_case(ctx, case, *cfg, w.probs, set.sample_rows),
+                Outcome::Pass if k.action == Action::ExpectFail => Outcome::UnexpectedPass,
+                o => o,
             };
-            if let Some(k) = issue {
-                outcome = match outcome {
-                    Outcome::Fail | Outcome::Error if k.action == Action::ExpectFail => {
-                        Outcome::ExpectedFail
-                    }
-                    Outcome::Pass if k.action == Action::ExpectFail => Outcome::UnexpectedPass,
-                    o => o,
-                };
-                detail = format!("{} ({}) {detail}", k.reason, k.link);
+            detail = format!("{} ({}) {detail}", k.reason, k.link);
+        }
+        let c = counts.entry(key(cfg, w.dtype)).or_default();
+        match outcome {
+            Outcome::Pass => c.pass += 1,
+            Outcome::Fail => c.fail += 1,
+            Outcome::Error => c.error += 1,
+            Outcome::Unsupported => c.unsupported += 1,
+            Outcome::Skipped => c.skipped += 1,
+            Outcome::ExpectedFail => c.expected_fail += 1,
+            Outcome::UnexpectedPass => c.unexpected_pass += 1,
+        }
+        if let Some(r) = &report {
+            if r.rel_l2 > c.worst_rel_l2 || c.worst_rel_l2_case.is_empty() {
+                c.worst_rel_l2 = r.rel_l2;
+                c.worst_rel_l2_case = id.clone();
             }
-            let c = counts.entry(key(cfg, w.dtype)).or_default();
-            match outcome {
-                Outcome::Pass => c.pass += 1,
-                Outcome::Fail => c.fail += 1,
-                Outcome::Error => c.error += 1,
-                Outcome::Unsupported => c.unsupported += 1,
-                Outcome::Skipped => c.skipped += 1,
-                Outcome::ExpectedFail => c.expected_fail += 1,
-                Outcome::UnexpectedPass => c.unexpected_pass += 1,
-            }
-            if let Some(r) = &report {
-                if r.rel_l2 > c.worst_rel_l2 || c.worst_rel_l2_case.is_empty() {
-                    c.worst_rel_l2 = r.rel_l2;
-                    c.worst_rel_l2_case = id.clone();
-                }
-                c.worst_abs_err = c.worst_abs_err.max(r.max_abs_err);
-            }
-            let result = CaseResult {
-                id: id.clone(),
-                what: w.what.clone(),
-                config: label,
-                dtype: w.dtype,
-                outcome,
-                max_abs_err: report.as_ref().map(|r| r.max_abs_err),
-                rel_l2: report.as_ref().map(|r| r.rel_l2),
-                detail,
-                repro: w.repro(set, &info, *cfg),
-            };
-            match outcome {
-                Outcome::Fail | Outcome::Error | Outcome::UnexpectedPass => problems.push(result),
-                Outcome::Skipped | Outcome::ExpectedFail => known.push(result),
-                _ => {}
-            }
-            done += 1;
-            progress(done, total);
+            c.worst_abs_err = c.worst_abs_err.max(r.max_abs_err);
+        }
+        let result = CaseResult {
+            id: id.clone(),
+            what: w.what.clone(),
+            config: label,
+            dtype: w.dtype,
+            outcome,
+            max_abs_err: report.as_ref().map(|r| r.max_abs_err),
+            rel_l2: report.as_ref().map(|r| r.rel_l2),
+            detail,
+            repro: w.repro(set, &info, *cfg),
+        };
+        match outcome {
+            Outcome::Fail | Outcome::Error | Outcome::UnexpectedPass => problems.push(result),
+            Outcome::Skipped | Outcome::ExpectedFail => known.push(result),
+            _ => {}
         }
     }
 

@@ -8,6 +8,7 @@ mod common;
 use wgpu_attention::conformance::{self, Outcome, Settings, Size};
 use wgpu_attention::known_issues::{Action, KnownIssue};
 use wgpu_attention::tuning::AdapterPattern;
+use wgpu_attention::DType;
 use wgpu_attention::{Context, ContextOptions, Variant};
 
 fn ctx_with(issues: Vec<KnownIssue>) -> Context {
@@ -55,12 +56,27 @@ fn known_issues_skip_and_expect_fail_and_report_unexpected_passes() {
     let set = Settings {
         only: vec![0, 1, 2],
         configs: vec!["decode".into(), "staged".into(), "fused".into()],
+        dtypes: vec![DType::F32, DType::BF16],
         ..Default::default()
     };
     let r = conformance::run(&c, &set, |_, _| {});
-    assert_eq!(r.counts["decode"].unexpected_pass, 3, "{}", r.markdown());
-    assert_eq!(r.counts["staged"].skipped, 3);
-    assert_eq!(r.counts["fused"].pass, 3);
+    // Counted per configuration and dtype.
+    for d in ["f32", "bf16"] {
+        assert_eq!(
+            r.counts[&format!("decode {d}")].unexpected_pass,
+            3,
+            "{}",
+            r.markdown()
+        );
+        assert_eq!(r.counts[&format!("staged {d}")].skipped, 3);
+        assert_eq!(r.counts[&format!("fused {d}")].pass, 3);
+    }
+    assert!(!r.counts.contains_key("fused f16"));
+    // Repro lines name the dtype.
+    assert!(r
+        .problems
+        .iter()
+        .any(|p| p.dtype == DType::BF16 && p.repro.contains("--dtype bf16")));
     assert!(r.ok(), "unexpected passes are reported, not failures");
     assert!(r
         .problems

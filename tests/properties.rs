@@ -4,7 +4,7 @@
 //! bf16), each compared with the f64 CPU reference on every variant configuration (and both forms
 //! where the adapter has subgroups).
 //!
-//! 64 problems per run, each on every configuration (320 cases on lavapipe). Failing inputs are
+//! 40 problems per run, each on every configuration (360 cases on lavapipe's nine). Failing inputs are
 //! shrunk and their seeds kept in tests/regressions/properties.txt, which is committed and
 //! replayed first on every run. `PROPTEST_CASES` raises the count.
 
@@ -151,7 +151,7 @@ fn case(p: &Problem) -> Case {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64),
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(40),
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
         ..ProptestConfig::default()
     })]

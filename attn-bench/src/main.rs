@@ -107,6 +107,9 @@ enum Cmd {
         /// Run on every adapter wgpu can see (Vulkan, Metal, DX12, GL), not just one.
         #[arg(long)]
         all_adapters: bool,
+        /// Cases run at once (default: the machine's cores, at most 4).
+        #[arg(long)]
+        threads: Option<usize>,
         /// Query rows compared with the reference per case.
         #[arg(long, default_value_t = 48)]
         sample_rows: usize,
@@ -962,9 +965,11 @@ fn main() -> ExitCode {
             emulate_subgroups,
             dtype,
             all_adapters,
+            threads,
             sample_rows,
             json,
         }) => {
+            let defaults = wgpu_attention::conformance::Settings::default();
             let set = wgpu_attention::conformance::Settings {
                 size: *size,
                 seed: *seed,
@@ -975,6 +980,7 @@ fn main() -> ExitCode {
                 emulate: emulate_subgroups.clone(),
                 sample_rows: *sample_rows,
                 command: "attn-bench".into(),
+                threads: threads.unwrap_or(defaults.threads),
             };
             cmd_conformance(&ctx, &set, *all_adapters, json.as_deref())
         }

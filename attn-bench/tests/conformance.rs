@@ -26,7 +26,10 @@ fn a_wrong_result_is_a_failure_with_a_repro_command_and_exit_1() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("| fused | 1 | 1 |"), "{stdout}");
+    // The file (f32) fails, matrix case 0 passes in each dtype.
+    assert!(stdout.contains("| fused | f32 | 1 | 1 |"), "{stdout}");
+    assert!(stdout.contains("| fused | f16 | 1 | 0 |"), "{stdout}");
+    assert!(stdout.contains("| fused | bf16 | 1 | 0 |"), "{stdout}");
     let line = stdout
         .lines()
         .find(|l| l.contains("Fail"))
@@ -37,7 +40,7 @@ fn a_wrong_result_is_a_failure_with_a_repro_command_and_exit_1() {
     );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(report[0]["counts"]["fused"]["fail"], 1);
+    assert_eq!(report[0]["counts"]["fused f32"]["fail"], 1);
     assert!(report[0]["adapter"].as_str().is_some_and(|a| !a.is_empty()));
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(json);
