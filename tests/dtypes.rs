@@ -298,7 +298,7 @@ fn fully_masked_rows_and_large_values_in_16_bit() {
 }
 
 #[test]
-fn head_dim_256_and_long_keys_4100_and_20000() {
+fn head_dim_256_and_long_keys_4100_and_9000() {
     for dtype in HALF {
         check_all_variants(
             &Case::random(
@@ -319,12 +319,12 @@ fn head_dim_256_and_long_keys_4100_and_20000() {
         .with_causal(Causal::BottomRight);
         check_all_variants(&c, false, Some(16));
         let c = Case::random(
-            format!("{dtype}_decode_20000"),
-            shape(1, 4, 1, 2, 20000, 128, 128),
+            format!("{dtype}_decode_9000"),
+            shape(1, 4, 1, 2, 9000, 128, 128),
             2302,
         )
         .with_dtype(dtype)
-        .with_key_lengths(vec![19_999]);
+        .with_key_lengths(vec![8_999]);
         check_all_variants(&c, false, None);
     }
 }
