@@ -363,13 +363,15 @@ fn the_half_rule_rejects_errors_beyond_two_roundings() {
     let case = Case::random("rule", shape(1, 1, 1, 2, 3, 4, 4), 2500).with_dtype(DType::F16);
     let r = wgpu_attention::reference::attention(&case, false);
     let s = case.shape();
-    let nudge = |f: f64| -> Vec<f32> {
-        r.out
+    // `reference` nudged by f units of f16 roundoff, and a comparison against `reference`.
+    let nudge = |reference: &wgpu_attention::reference::Reference, f: f64| -> Vec<f32> {
+        reference
+            .out
             .iter()
             .map(|&x| (x * (1.0 + f * DType::F16.unit_roundoff())) as f32)
             .collect()
     };
-    let run = |out: &[f32]| {
+    let compare = |out: &[f32], reference: &wgpu_attention::reference::Reference| {
         check::compare(
             "rule",
             Variant::Fused,
@@ -379,41 +381,22 @@ fn the_half_rule_rejects_errors_beyond_two_roundings() {
                 lse: None,
                 probs: None,
             },
-            &r,
+            reference,
             Tolerance::CONTRACT,
             DType::F16,
         )
     };
     // The rule allows 2u|ref| + 1e-4·max(1, max|ref|): 1.9u passes, 3u + the absolute part fails
     // where |ref| is large enough; use a large reference to make the relative part dominate.
-    let big: Vec<f64> = r.out.iter().map(|x| x * 1e4).collect();
     let mut rb = r.clone();
-    rb.out = big;
-    let scaled = |f: f64| -> Vec<f32> {
-        rb.out
-            .iter()
-            .map(|&x| (x * (1.0 + f * DType::F16.unit_roundoff())) as f32)
-            .collect()
-    };
-    let cmp = |out: &[f32]| {
-        check::compare(
-            "rule",
-            Variant::Fused,
-            &s,
-            &check::Got {
-                out,
-                lse: None,
-                probs: None,
-            },
-            &rb,
-            Tolerance::CONTRACT,
-            DType::F16,
-        )
-    };
+    rb.out = r.out.iter().map(|x| x * 1e4).collect();
+    let scaled = |f: f64| nudge(&rb, f);
+    let cmp = |out: &[f32]| compare(out, &rb);
+    let run = |out: &[f32]| compare(out, &r);
     assert!(cmp(&scaled(1.9)).passed);
     assert!(!cmp(&scaled(3.0)).passed);
-    assert!(run(&nudge(0.0)).passed);
-    let mut nan = nudge(0.0);
+    assert!(run(&nudge(&r, 0.0)).passed);
+    let mut nan = nudge(&r, 0.0);
     nan[1] = f32::NAN;
     assert!(!run(&nan).passed);
 }
