@@ -261,7 +261,7 @@ pub(crate) fn record(
     let mut params = Vec::new();
     let mut grids = Vec::new();
     // Bound each dispatch's work: rows of one key chunk cost kc·(dk + dv) multiply-adds each.
-    let bound = max_dispatch_work.unwrap_or(crate::options::DEFAULT_DISPATCH_WORK);
+    let bound = max_dispatch_work.unwrap_or(ctx.tuning().0.dispatch_work);
     let per_row = (kc.min(s.kv_len) * (s.head_dim + s.value_dim)) as u64;
     let rows_budget = (bound / per_row.max(1)).max(1) as usize;
     let (head_step, row_step) = if rows_budget >= s.q_len {

@@ -51,6 +51,6 @@ pub use dtype::DType;
 pub use error::{Error, Result, TensorRole};
 /// The `half` crate, whose `f16` and `bf16` the 16-bit uploads and downloads take and return.
 pub use half;
-pub use options::{AttentionOptions, Causal, Mask, MaskKind, Variant};
+pub use options::{AttentionOptions, Causal, Mask, MaskKind, Variant, DEFAULT_DISPATCH_WORK};
 pub use shape::Shape;
 pub use tensor::Tensor;

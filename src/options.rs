@@ -65,7 +65,9 @@ pub struct AttentionOptions {
     /// Most multiply-adds one dispatch of the staged and fused variants may do (query rows ×
     /// keys × (head_dim + value_dim)); larger calls are split over query rows and heads, which
     /// leaves every row's arithmetic unchanged. Desktop drivers kill a dispatch that runs about
-    /// 2 s (Windows TDR, macOS watchdog); `None` means `DEFAULT_DISPATCH_WORK` (2^30), about 2 GFLOP.
+    /// 2 s (Windows TDR, macOS watchdog); `None` means the adapter's tuning row
+    /// (`Tuning::dispatch_work`: `DEFAULT_DISPATCH_WORK`, 2^30 or about 2 GFLOP, unless the
+    /// adapter was measured to need larger dispatches).
     pub max_dispatch_work: Option<u64>,
     /// Bound on the wait of [`Context::attention`](crate::Context::attention); `Error::Timeout` past it.
     pub timeout: Option<Duration>,

@@ -166,7 +166,7 @@ pub(crate) fn record(
     // costs kv_len·(head_dim + value_dim) multiply-adds over QKᵀ and PV).
     let work_rows = opts
         .max_dispatch_work
-        .unwrap_or(crate::options::DEFAULT_DISPATCH_WORK)
+        .unwrap_or(ctx.tuning().0.dispatch_work)
         / (s.kv_len * (s.head_dim + s.value_dim)) as u64;
     let max_rows = (budget / row_bytes).min(work_rows).max(1) as usize;
     let heads = s.batch * s.q_heads;

@@ -88,6 +88,17 @@ pub struct Tuning {
     pub decode_max_q_len: u32,
     /// ... and at least this many keys.
     pub decode_min_kv_len: u32,
+    /// Decode split kernel, workgroup-memory form: rows per workgroup (one per invocation). A
+    /// query-head group has few rows (4 for Hq=32, Hkv=8); the spare invocations compute on
+    /// q = 0 but share the K/V tile loads, so on a GPU that hides memory latency with many
+    /// loads in flight more rows load each tile in fewer steps, while a CPU driver pays for
+    /// the spare rows' arithmetic.
+    pub decode_rows: u32,
+    /// Most multiply-adds one dispatch of the staged and fused variants may do when the call's
+    /// `AttentionOptions::max_dispatch_work` is `None` (larger calls are split over query rows
+    /// and heads). 2^30 (about 2 GFLOP) keeps a dispatch under a desktop watchdog's 2 s on a
+    /// slow adapter; a fast GPU needs larger dispatches to fill its compute units.
+    pub dispatch_work: u64,
 }
 
 impl Default for Tuning {
@@ -107,6 +118,8 @@ pub const GENERIC: Tuning = Tuning {
     fused_wide_loads: false,
     decode_max_q_len: 16,
     decode_min_kv_len: 1024,
+    decode_rows: 16,
+    dispatch_work: crate::kinds::DEFAULT_DISPATCH_WORK,
 };
 
 /// One row of the tuning table.
@@ -146,9 +159,39 @@ pub const TABLE: &[TuningRow] = &[
             fused_wide_loads: true,
             decode_max_q_len: 16,
             decode_min_kv_len: 512,
+            decode_rows: 16,
+            dispatch_work: crate::kinds::DEFAULT_DISPATCH_WORK,
         },
         source:
             "lavapipe: `attn-bench tune` 2026-11-21 (docs/tune-lavapipe.json, docs/PERFORMANCE.md)",
+    },
+    TuningRow {
+        adapter: AdapterPattern {
+            backend: Some(wgpu::Backend::Vulkan),
+            vendor: None,
+            name: "NVIDIA H100",
+            driver: "",
+        },
+        tuning: Tuning {
+            staged_tile: Tile {
+                tm: 64,
+                tn: 64,
+                tk: 8,
+            },
+            fused_rows: 64,
+            // Tune picked 32 KiB from a tie at head dim 64 (1.96 vs 1.97 ms); at 128 it ran the
+            // fused kernel and decode at half speed (PERFORMANCE.md), so the default stays.
+            fused_tile_bytes: 16 * 1024,
+            fused_sg_rows: 2,
+            fused_wide_loads: false,
+            decode_max_q_len: 16,
+            decode_min_kv_len: 256,
+            decode_rows: 64,
+            // 2^30 split a 2048-token prefill into dispatches of a few dozen workgroups: the
+            // fused subgroup form ran 4x (L=2048) to 32x (L=16384) slower (PERFORMANCE.md).
+            dispatch_work: 1 << 36,
+        },
+        source: "NVIDIA H100 80GB HBM3, Vulkan, driver 580.159.04: `attn-bench tune` 2026-11-22 (docs/h100/tune*.txt, docs/PERFORMANCE.md)",
     },
     TuningRow {
         adapter: AdapterPattern::ANY,

@@ -592,6 +592,8 @@ fn callers_tuning_is_used_and_results_stay_correct() {
         fused_wide_loads: false,
         decode_max_q_len: 16,
         decode_min_kv_len: 1 << 20,
+        decode_rows: 32,
+        dispatch_work: 1 << 20,
     };
     let c = Context::new_blocking(ContextOptions {
         backends: Some(wgpu::Backends::from(common::expected_backend())),

@@ -33,6 +33,11 @@ struct Cli {
     /// Kernel variant of the main job: auto (every variant the library has), staged, fused, decode.
     #[arg(long, default_value = "auto")]
     variant: Variant,
+    /// Override fields of the adapter's tuning row for this run, e.g.
+    /// `--tuning decode_rows=64,dispatch_work=2^36,staged_tile=64x32x16` (fields as in
+    /// src/tuning.rs): compare a candidate row with the table's before adding it.
+    #[arg(long, global = true)]
+    tuning: Option<String>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -177,6 +182,11 @@ struct SweepArgs {
     /// Query rows checked against the f64 reference per configuration.
     #[arg(long, default_value_t = 64)]
     sample_rows: usize,
+    /// Shortest timed sample in ms: a call shorter than this runs several times back to back
+    /// per sample (at most 64), so that a fast GPU stays busy (and at its clocks) while timed;
+    /// the `runs` column says how many. 0 times every call alone.
+    #[arg(long, default_value_t = 20.0)]
+    min_sample_ms: f64,
     /// Skip the CPU baseline column.
     #[arg(long)]
     no_cpu: bool,
@@ -199,11 +209,66 @@ struct SweepArgs {
 
 const BLOG_EXAMPLE: &str = include_str!("../../tests/golden/blog_worked_example.json");
 
-fn context(cli: &Cli) -> Result<Context, wgpu_attention::Error> {
-    Context::new_blocking(ContextOptions {
+fn context(cli: &Cli) -> Result<Context, String> {
+    let opts = ContextOptions {
         adapter_name: cli.adapter.clone(),
         ..Default::default()
+    };
+    let ctx = Context::new_blocking(opts.clone()).map_err(|e| e.to_string())?;
+    let Some(spec) = &cli.tuning else {
+        return Ok(ctx);
+    };
+    let mut t = *ctx.tuning().0;
+    apply_tuning(&mut t, spec)?;
+    Context::new_blocking(ContextOptions {
+        tuning: Some(t),
+        backends: Some(wgpu::Backends::from(ctx.adapter_info().backend)),
+        adapter_name: Some(ctx.adapter_info().name.clone()),
+        ..opts
     })
+    .map_err(|e| e.to_string())
+}
+
+/// Applies `field=value,...` to a tuning row (`--tuning`).
+fn apply_tuning(t: &mut wgpu_attention::tuning::Tuning, spec: &str) -> Result<(), String> {
+    for item in spec.split(',').filter(|s| !s.is_empty()) {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("--tuning: {item:?} is not field=value"))?;
+        let bad = |e: &dyn std::fmt::Display| format!("--tuning {k}: {v:?}: {e}");
+        let int = |v: &str| -> Result<u64, String> {
+            match v.split_once('^') {
+                Some(("2", e)) => e
+                    .parse::<u32>()
+                    .map(|e| 1u64 << e.min(62))
+                    .map_err(|e| bad(&e)),
+                _ => v.parse::<u64>().map_err(|e| bad(&e)),
+            }
+        };
+        let small = |v: &str| int(v).and_then(|x| u32::try_from(x).map_err(|e| bad(&e)));
+        match k {
+            "staged_tile" => {
+                let p: Vec<u32> = v
+                    .split('x')
+                    .map(|x| x.parse().map_err(|e| bad(&e)))
+                    .collect::<Result<_, _>>()?;
+                let [tm, tn, tk] = p[..] else {
+                    return Err(bad(&"expected TMxTNxTK"));
+                };
+                t.staged_tile = wgpu_attention::kernels::Tile { tm, tn, tk };
+            }
+            "fused_rows" => t.fused_rows = small(v)?,
+            "fused_tile_bytes" => t.fused_tile_bytes = small(v)?,
+            "fused_sg_rows" => t.fused_sg_rows = small(v)?,
+            "fused_wide_loads" => t.fused_wide_loads = v.parse().map_err(|e| bad(&e))?,
+            "decode_max_q_len" => t.decode_max_q_len = small(v)?,
+            "decode_min_kv_len" => t.decode_min_kv_len = small(v)?,
+            "decode_rows" => t.decode_rows = small(v)?,
+            "dispatch_work" => t.dispatch_work = int(v)?,
+            _ => return Err(format!("--tuning: unknown field {k:?}")),
+        }
+    }
+    Ok(())
 }
 
 fn variants(v: Variant) -> Vec<Variant> {
@@ -757,6 +822,7 @@ fn cmd_sweep(ctx: &Context, a: &SweepArgs) -> ExitCode {
         warmup: a.warmup,
         reps: a.reps,
         sample_rows: a.sample_rows,
+        min_sample_ms: a.min_sample_ms,
         cpu: !a.no_cpu,
         peak: peak.as_ref(),
         #[cfg(feature = "burn")]

@@ -77,11 +77,13 @@ pub(crate) fn spec(t: &Tuning, head_dim: usize, value_dim: usize) -> Spec {
     }
 }
 
-/// The decode form: 16 rows per workgroup (a query-head group of a few queries), same tiles.
+/// The decode form: `decode_rows` rows per workgroup (a query-head group of a few queries; the
+/// tuning row's value, a power of two from 16 to 256), same tiles.
 pub(crate) fn decode_spec(t: &Tuning, head_dim: usize, value_dim: usize) -> Spec {
+    let bq = t.decode_rows.clamp(16, 256);
     Spec {
         decode: 1,
-        bq: 16,
+        bq: 1 << (31 - bq.leading_zeros()),
         ..spec(t, head_dim, value_dim)
     }
 }

@@ -53,6 +53,8 @@ pub struct Row {
     pub timing: String,
     /// Wall time of submit-and-wait, the basis of the CPU and burn columns.
     pub wall_median_ms: f64,
+    /// Calls recorded back to back in each timed sample (times are per call).
+    pub runs_per_sample: usize,
     pub gflops: f64,
     pub gbps: f64,
     pub pct_fma_peak: Option<f64>,
@@ -75,6 +77,9 @@ pub struct Settings<'a> {
     pub reps: usize,
     /// Query rows checked against the f64 reference per configuration.
     pub sample_rows: usize,
+    /// Shortest timed sample: calls shorter than this (by the last warm-up run) are recorded
+    /// several times per sample, at most 64.
+    pub min_sample_ms: f64,
     pub cpu: bool,
     pub peak: Option<&'a Peak>,
     #[cfg(feature = "burn")]
@@ -134,19 +139,31 @@ pub fn run(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<
         cfg.dtype,
     );
 
-    let timed = || {
-        timer.time(ctx, |enc| {
+    // `runs` calls recorded back to back between one pair of timestamps, each sample then
+    // divided by `runs`.
+    let timed = |runs: usize| {
+        timer.time_runs(ctx, runs, |enc| {
             ctx.record_attention_into(enc, &q, &k, &v, &opts, &outputs)
                 .map(|_| ())
         })
     };
+    // The fastest warm-up run: a run that met a GPU still at idle clocks would overstate it.
+    let mut estimate: Option<f64> = None;
     for _ in 1..set.warmup {
-        timed()?;
+        let t = timed(1)?.best();
+        estimate = Some(estimate.map_or(t, |e| e.min(t)));
     }
+    // Short calls run several times per sample, so that a sample lasts `min_sample_ms` and the
+    // device stays busy between timestamps (a GPU that idles between short submissions drops
+    // its clocks, and its samples then scatter over several times the true cost).
+    let runs = match estimate {
+        Some(t) if t > 0.0 => ((set.min_sample_ms * 1e-3 / t).ceil() as usize).clamp(1, 64),
+        _ => 1,
+    };
     let mut best = Vec::with_capacity(set.reps);
     let mut wall = Vec::with_capacity(set.reps);
     for _ in 0..set.reps.max(1) {
-        let smp = timed()?;
+        let smp = timed(runs)?;
         best.push(smp.best());
         wall.push(smp.wall);
     }
@@ -207,6 +224,7 @@ pub fn run(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<
         max_ms: max * 1e3,
         timing: timer.source().as_str().into(),
         wall_median_ms: wall_med * 1e3,
+        runs_per_sample: runs,
         gflops,
         gbps,
         pct_fma_peak: set.peak.map(|p| 100.0 * gflops / p.fma_f32_gflops),
@@ -230,8 +248,8 @@ fn opt(x: Option<f64>, prec: usize) -> String {
 /// Header of the stdout table.
 pub fn table_header() -> String {
     format!(
-        "{:<7} {:>2} {:>3} {:>3} {:>6} {:>6} {:>4} {:<12} {:<5} {:>9} {:>9} {:>9} {:>4} {:>8} {:>7} {:>6} {:>6} {:>8} {:>5} {:>8} {:>6}",
-        "variant", "B", "Hq", "Hkv", "Lq", "Lk", "D", "causal", "dtype", "median_ms", "min_ms", "max_ms", "time",
+        "{:<7} {:>2} {:>3} {:>3} {:>6} {:>6} {:>4} {:<12} {:<5} {:>9} {:>9} {:>9} {:>4} {:>4} {:>8} {:>7} {:>6} {:>6} {:>8} {:>5} {:>8} {:>6}",
+        "variant", "B", "Hq", "Hkv", "Lq", "Lk", "D", "causal", "dtype", "median_ms", "min_ms", "max_ms", "time", "runs",
         "GFLOP/s", "GB/s", "%fma", "%copy", "max_err", "check", "cpu_x", "burn÷"
     )
 }
@@ -239,10 +257,10 @@ pub fn table_header() -> String {
 /// One line of the stdout table.
 pub fn table_line(r: &Row) -> String {
     format!(
-        "{:<7} {:>2} {:>3} {:>3} {:>6} {:>6} {:>4} {:<12} {:<5} {:>9.2} {:>9.2} {:>9.2} {:>4} {:>8.2} {:>7.2} {:>6} {:>6} {:>8.1e} {:>5} {:>8} {:>6}",
+        "{:<7} {:>2} {:>3} {:>3} {:>6} {:>6} {:>4} {:<12} {:<5} {:>9.2} {:>9.2} {:>9.2} {:>4} {:>4} {:>8.2} {:>7.2} {:>6} {:>6} {:>8.1e} {:>5} {:>8} {:>6}",
         if r.variant == r.ran { r.variant.clone() } else { format!("{}>{}", r.variant, r.ran) },
         r.batch, r.q_heads, r.kv_heads, r.q_len, r.kv_len, r.head_dim, r.causal, r.dtype,
-        r.median_ms, r.min_ms, r.max_ms, r.timing, r.gflops, r.gbps,
+        r.median_ms, r.min_ms, r.max_ms, r.timing, r.runs_per_sample, r.gflops, r.gbps,
         opt(r.pct_fma_peak, 1), opt(r.pct_copy_peak, 1), r.max_abs_err,
         if r.check_passed { "ok" } else { "FAIL" },
         opt(r.cpu_speedup, 2), opt(r.burn_ratio, 2),
@@ -251,11 +269,11 @@ pub fn table_line(r: &Row) -> String {
 
 /// CSV with a header line; the same fields as the JSON rows.
 pub fn to_csv(rows: &[Row]) -> String {
-    let mut s = String::from("variant,ran,batch,q_heads,kv_heads,q_len,kv_len,head_dim,causal,dtype,median_ms,min_ms,max_ms,timing,wall_median_ms,gflops,gbps,pct_fma_peak,pct_copy_peak,max_abs_err,rel_l2,rows_checked,check_passed,cpu_ms,cpu_speedup,burn_ms,burn_ratio\n");
+    let mut s = String::from("variant,ran,batch,q_heads,kv_heads,q_len,kv_len,head_dim,causal,dtype,median_ms,min_ms,max_ms,timing,wall_median_ms,runs_per_sample,gflops,gbps,pct_fma_peak,pct_copy_peak,max_abs_err,rel_l2,rows_checked,check_passed,cpu_ms,cpu_speedup,burn_ms,burn_ratio\n");
     let o = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
     for r in rows {
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.variant,
             r.ran,
             r.batch,
@@ -271,6 +289,7 @@ pub fn to_csv(rows: &[Row]) -> String {
             r.max_ms,
             r.timing,
             r.wall_median_ms,
+            r.runs_per_sample,
             r.gflops,
             r.gbps,
             o(r.pct_fma_peak),

@@ -93,6 +93,26 @@ impl Timer {
         ctx: &Context,
         work: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
     ) -> Result<Sample> {
+        self.time_inner(ctx, work, 1)
+    }
+
+    /// Records `work` `runs` times back to back in one timed submission; the sample is per run.
+    pub fn time_runs(
+        &self,
+        ctx: &Context,
+        runs: usize,
+        mut work: impl FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
+    ) -> Result<Sample> {
+        let runs = runs.max(1);
+        self.time_inner(ctx, |enc| (0..runs).try_for_each(|_| work(enc)), runs)
+    }
+
+    fn time_inner(
+        &self,
+        ctx: &Context,
+        work: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
+        runs: usize,
+    ) -> Result<Sample> {
         let mut enc = ctx
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -146,7 +166,11 @@ impl Timer {
                 Some(ticks[1].saturating_sub(ticks[0]) as f64 * self.period_ns * 1e-9)
             }
         };
-        Ok(Sample { gpu, wall })
+        let n = runs as f64;
+        Ok(Sample {
+            gpu: gpu.map(|g| g / n),
+            wall: wall / n,
+        })
     }
 }
 
