@@ -129,15 +129,22 @@ pub(crate) fn flash_form(
 /// and, for f32 data (read as `vec4<u64>`), the device has SHADER_INT64. `WGPU_ATTENTION_WIDE_LOADS=0` or `1` overrides the tuning
 /// (for side-by-side measurements).
 /// 16-bit data is read as four 32-bit words per 8 elements, which needs no feature.
-pub(crate) fn wide_loads(ctx: &Context, dtype: crate::dtype::DType) -> bool {
-    let wanted = match std::env::var("WGPU_ATTENTION_WIDE_LOADS").as_deref() {
+pub(crate) fn wide_loads(ctx: &Context, dtype: crate::dtype::DType) -> u32 {
+    let env = std::env::var("WGPU_ATTENTION_WIDE_LOADS");
+    let wanted = match env.as_deref() {
         Ok("0") | Ok("false") => false,
-        Ok("1") | Ok("true") => true,
+        Ok("1") | Ok("true") | Ok("8") => true,
         _ => ctx.tuning().0.fused_wide_loads,
     };
-    wanted
-        && (dtype != crate::dtype::DType::F32
-            || ctx.features().contains(wgpu::Features::SHADER_INT64))
+    let int64 = ctx.features().contains(wgpu::Features::SHADER_INT64);
+    match (wanted, dtype) {
+        (false, _) => 0,
+        (true, crate::dtype::DType::F32) => int64 as u32,
+        // 16-bit rows: 16 elements a load as vec4<u64> where the device has INT64 (unless
+        // `WGPU_ATTENTION_WIDE_LOADS=8` keeps them at 8, as vec4<u32>), else 8.
+        (true, _) if int64 && env.as_deref() != Ok("8") => 2,
+        (true, _) => 1,
+    }
 }
 
 /// Whether the fused kernel is specialised for these dims.

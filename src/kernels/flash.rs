@@ -148,8 +148,8 @@ pub(crate) fn subgroup_rows(
 /// are decided when the code is generated), not the padded ones of the workgroup form.
 /// `mask` is the mask kind (`Params::mask_kind`): the mask's load is compiled in only where a
 /// call has one.
-/// `wide`: K and V rows whose dim is a multiple of 8 are read as `vec4<u64>` (the device must
-/// have SHADER_INT64; see `Tuning::fused_wide_loads`).
+/// `wide`: the `W64` mode of [`load_width`]: K and V rows read 8 or 16 elements a load (f32 rows
+/// as `vec4<u64>` need SHADER_INT64, and so does mode 2; see `Tuning::fused_wide_loads`).
 /// `emulated`: the broadcasts go through workgroup memory instead of subgroup operations, so the
 /// code generated for `sg` runs on any adapter (the shader's header says why).
 #[allow(clippy::too_many_arguments)]
@@ -160,10 +160,14 @@ pub(crate) fn subgroup_key(
     head_dim: usize,
     value_dim: usize,
     mask: u32,
-    wide: bool,
+    wide: u32,
     emulated: bool,
 ) -> PipelineKey {
-    let wide = wide && (head_dim % 8 == 0 || value_dim % 8 == 0);
+    let wide = if load_width(wide, head_dim as u32) > 4 || load_width(wide, value_dim as u32) > 4 {
+        wide
+    } else {
+        0
+    };
     PipelineKey {
         name: SUBGROUP_SOURCE.name,
         constants: vec![
@@ -173,9 +177,21 @@ pub(crate) fn subgroup_key(
             ("DK", head_dim as u32),
             ("DV", value_dim as u32),
             ("MASK", mask),
-            ("W64", wide as u32),
+            ("W64", wide),
             ("EMU", emulated as u32),
         ],
+    }
+}
+
+/// Elements per load of a K or V row of dim `d` under the key's `W64` mode: 0 one vec4 (4
+/// elements); 1 eight (f32 as `vec4<u64>`, 16-bit as `vec4<u32>`) where `d` is a multiple of 8;
+/// 2 (16-bit data on a device with SHADER_INT64) sixteen as `vec4<u64>` where `d` is a multiple
+/// of 16, else eight.
+pub(crate) fn load_width(mode: u32, d: u32) -> u32 {
+    match mode {
+        2 if d % 16 == 0 => 16,
+        1 | 2 if d % 8 == 0 => 8,
+        _ => 4,
     }
 }
 
@@ -199,9 +215,9 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
     let (sg, r, dk, dv) = (get("SG"), get("R"), get("DK"), get("DV"));
     let decode = get("DECODE") != 0;
     let emu = get("EMU") != 0;
-    // Which of K and V are read 8 floats at a time.
-    let wide = get("W64") != 0;
-    let (wk, wv) = (wide && dk % 8 == 0, wide && dv % 8 == 0);
+    // Elements per load of K and V rows (`load_width`).
+    let wide = get("W64");
+    let (wk, wv) = (load_width(wide, dk), load_width(wide, dv));
     // The inputs' dtype (0 f32, 1 f16, 2 bf16; absent for f32).
     let dt = constants
         .iter()
@@ -239,19 +255,20 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
 /// where asked, with the helpers that unpack them. 16-bit inputs (`dt` 1 or 2): a vec4 is a pair
 /// of words (`vec2<u32>`), a wide load four words (`vec4<u32>`, 8 elements), and scalar rows are
 /// read through the `//@input` accessors. O is f32 whatever the inputs are.
-fn gen_bindings(sg: u32, dk: u32, dv: u32, wk: bool, wv: bool, emu: bool, dt: u32) -> String {
+fn gen_bindings(sg: u32, dk: u32, dv: u32, wk: u32, wv: u32, emu: bool, dt: u32) -> String {
     let mut c = String::new();
-    for (name, binding, d, w) in [("q", 1, dk, false), ("k", 2, dk, wk), ("v", 3, dv, wv)] {
+    for (name, binding, d, w) in [("q", 1, dk, 4), ("k", 2, dk, wk), ("v", 3, dv, wv)] {
         let ty = match (d % 4 == 0, w, dt) {
             (false, _, _) => {
                 // Scalar rows: the generated accessors, in any dtype.
                 c += &format!("//@input {name} {binding} DT\n");
                 continue;
             }
-            (true, false, 0) => "vec4<f32>",
-            (true, true, 0) => "vec4<u64>",
-            (true, false, _) => "vec2<u32>",
-            (true, true, _) => "vec4<u32>",
+            (true, 4, 0) => "vec4<f32>",
+            (true, _, 0) => "vec4<u64>",
+            (true, 4, _) => "vec2<u32>",
+            (true, 8, _) => "vec4<u32>",
+            (true, _, _) => "vec4<u64>",
         };
         c += &format!("@group(0) @binding({binding}) var<storage, read> {name}: array<{ty}>;\n");
     }
@@ -265,7 +282,12 @@ fn gen_bindings(sg: u32, dk: u32, dv: u32, wk: bool, wv: bool, emu: bool, dt: u3
             sg * dv.div_ceil(4)
         );
     }
-    if (wk || wv) && dt == 0 {
+    if (wk == 16 || wv == 16) && dt != 0 {
+        // The two words of a u64 (four 16-bit elements), the lower-addressed one first.
+        c += "fn u64_words(w: u64) -> vec2<u32> {\n    \
+              return vec2<u32>(u32(w & 0xFFFFFFFFlu), u32(w >> 32u));\n}\n";
+    }
+    if (wk > 4 || wv > 4) && dt == 0 {
         // Floats 0..3 and 4..7 of a vec4<u64>: each u64 holds two f32, the lower-addressed one in
         // its low word (storage is little-endian in every backend wgpu targets).
         for (name, xy) in [("wide_lo", "xy"), ("wide_hi", "zw")] {
@@ -292,9 +314,28 @@ fn unpack4(dt: u32) -> &'static str {
 /// The statements that define `{x}x{t}` (elements 4t..4t+3 of row `row` of `buf`) in the hot
 /// loop. A wide row defines two at once, at even t, from one `vec4<u64>` load (four words for
 /// 16-bit data); odd t then needs nothing.
-fn load_vec4(x: &str, buf: &str, row: &str, d: u32, t: u32, wide: bool, dt: u32) -> String {
-    if !wide {
+fn load_vec4(x: &str, buf: &str, row: &str, d: u32, t: u32, width: u32, dt: u32) -> String {
+    if width == 4 {
         return format!("        let {x}x{t} = {};\n", row_vec4(buf, row, d, t, dt));
+    }
+    if width == 16 {
+        // 16-bit data, 16 elements a load: four vec4s from one vec4<u64>, at t a multiple of 4.
+        if t % 4 != 0 {
+            return String::new();
+        }
+        let mut c = format!(
+            "        let {x}w{t} = {buf}[{row} * {}u + {}u];\n",
+            d / 16,
+            t / 4
+        );
+        for (i, comp) in ["x", "y", "z", "w"].iter().enumerate() {
+            c += &format!(
+                "        let {x}x{} = {}(u64_words({x}w{t}.{comp}));\n",
+                t + i as u32,
+                unpack4(dt)
+            );
+        }
+        return c;
     }
     if t % 2 == 1 {
         return String::new();
@@ -416,7 +457,7 @@ fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32, decode: bool, dt: u32) -> Str
 }
 
 #[allow(clippy::too_many_arguments)]
-fn gen_block(sg: u32, r: u32, dk: u32, dv: u32, wk: bool, wv: bool, emu: bool, dt: u32) -> String {
+fn gen_block(sg: u32, r: u32, dk: u32, dv: u32, wk: u32, wv: u32, emu: bool, dt: u32) -> String {
     let (dk4, dv4) = (dk.div_ceil(4), dv.div_ceil(4));
     let share = |x: &str, t: u32, l: u32| {
         if emu {

@@ -242,36 +242,36 @@ pub fn all_sources() -> Vec<(String, String)> {
         (&merge::SOURCE, merge::key()),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(8, 4, false, 64, 64, 0, false, false),
+            flash::subgroup_key(8, 4, false, 64, 64, 0, 0, false),
         ),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(8, 1, true, 128, 128, 1, false, false),
+            flash::subgroup_key(8, 1, true, 128, 128, 1, 0, false),
         ),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(8, 2, false, 64, 64, 0, true, false),
+            flash::subgroup_key(8, 2, false, 64, 64, 0, 1, false),
         ),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(8, 1, true, 128, 36, 1, true, false),
+            flash::subgroup_key(8, 1, true, 128, 36, 1, 1, false),
         ),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(32, 1, false, 3, 130, 2, true, false),
+            flash::subgroup_key(32, 1, false, 3, 130, 2, 1, false),
         ),
         // The emulated form at the sizes lavapipe cannot run natively (no subgroup operations).
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(32, 2, false, 64, 64, 1, false, true),
+            flash::subgroup_key(32, 2, false, 64, 64, 1, 0, true),
         ),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(64, 1, true, 16, 16, 2, true, true),
+            flash::subgroup_key(64, 1, true, 16, 16, 2, 1, true),
         ),
         (
             &flash::SUBGROUP_SOURCE,
-            flash::subgroup_key(128, 1, false, 3, 5, 0, false, true),
+            flash::subgroup_key(128, 1, false, 3, 5, 0, 0, true),
         ),
         (&subgroup_probe::SOURCE, subgroup_probe::key(32)),
     ] {
@@ -308,19 +308,28 @@ pub fn all_sources() -> Vec<(String, String)> {
             ),
             (
                 &flash::SUBGROUP_SOURCE,
-                flash::subgroup_key(8, 4, false, 64, 64, 0, true, false).with(data(false)),
+                flash::subgroup_key(8, 4, false, 64, 64, 0, 1, false).with(data(false)),
             ),
             (
                 &flash::SUBGROUP_SOURCE,
-                flash::subgroup_key(8, 1, true, 128, 36, 1, true, false).with(data(false)),
+                flash::subgroup_key(8, 1, true, 128, 36, 1, 1, false).with(data(false)),
             ),
             (
                 &flash::SUBGROUP_SOURCE,
-                flash::subgroup_key(32, 1, false, 3, 130, 2, true, false).with(data(false)),
+                flash::subgroup_key(32, 1, false, 3, 130, 2, 1, false).with(data(false)),
             ),
             (
                 &flash::SUBGROUP_SOURCE,
-                flash::subgroup_key(32, 2, false, 64, 64, 1, false, true).with(data(false)),
+                flash::subgroup_key(32, 2, false, 64, 64, 1, 0, true).with(data(false)),
+            ),
+            // 16 elements a load (vec4<u64>, needs INT64): K at 128, V at 40 falls back to 8.
+            (
+                &flash::SUBGROUP_SOURCE,
+                flash::subgroup_key(8, 1, true, 128, 40, 1, 2, false).with(data(false)),
+            ),
+            (
+                &flash::SUBGROUP_SOURCE,
+                flash::subgroup_key(16, 2, false, 64, 64, 0, 2, true).with(data(true)),
             ),
             (&pack::SOURCE, pack::key(dt)),
         ] {
