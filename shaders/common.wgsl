@@ -13,7 +13,8 @@ struct Params {
     value_dim: u32,
     group: u32,          // q_heads / kv_heads: query head h reads key/value head h / group
     scale: f32,
-    causal: u32,         // 0 none, 1 causal (top-left or bottom-right, via causal_offset)
+    causal: u32,         // 0 none, 1 causal (top-left or bottom-right, via causal_offset),
+                         // 2 bottom-right at each sequence's key length (KV cache)
     causal_offset: i32,  // key j is kept for query i when j - i <= causal_offset
     mask_kind: u32,      // 0 none, 1 bool (nonzero keeps), 2 additive
     mask_sb: u32,        // mask strides in elements; 0 along broadcast dimensions
@@ -32,10 +33,10 @@ struct Params {
     d0: u32,             // first head-dim element of this dispatch (QK)
     dn: u32,             // head-dim elements in this dispatch (QK)
     nseg: u32,           // key segments per row (softmax)
-    count: u32,          // elements to convert (pack)
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
+    count: u32,          // elements to convert (pack), runs to copy (kv_copy)
+    page_size: u32,      // KV cache (PAGED): positions per block
+    page_stride: u32,    // KV cache (PAGED): block-table entries per sequence
+    _pad: u32,
 }
 
 // Add to the values already in the output instead of overwriting them (later chunks of a loop that

@@ -32,6 +32,28 @@
 @group(0) @binding(6) var<storage, read_write> lse: array<u32>;
 //@input mask 7 MDT
 @group(0) @binding(8) var<storage, read> key_lengths: array<u32>;
+// With PAGED, the KV cache's block table (a dummy otherwise).
+@group(0) @binding(9) var<storage, read> block_table: array<u32>;
+
+// Row of key j of (batch b, key/value head kvh) in k and v: contiguous [batch, kv_heads, kv_len,
+// dim], or with PAGED a KV cache's pool [blocks, kv_heads, page_size, dim] through the block table
+// (kv_cache.rs), so no gathered copy of the cache is needed.
+fn kv_row(b: u32, kvh: u32, j: u32) -> u32 {
+    if (PAGED != 0u) {
+        let blk = block_table[b * p.page_stride + j / p.page_size];
+        return (blk * p.kv_heads + kvh) * p.page_size + j % p.page_size;
+    }
+    return (b * p.kv_heads + kvh) * p.kv_len + j;
+}
+
+// Key j is kept for query i when j - i <= causal_off(b): one offset for the call, or (causal 2,
+// over a KV cache) each sequence's own bottom-right corner.
+fn causal_off(b: u32) -> i32 {
+    if (p.causal == 2u) {
+        return i32(key_lengths[b]) - i32(p.q_len);
+    }
+    return p.causal_offset;
+}
 
 const DK4: u32 = DK / 4u;
 const DV4: u32 = DV / 4u;
@@ -77,8 +99,6 @@ fn main(
     let row = bh * p.q_len + min(i, p.q_len - 1u);
     // Where this row's state goes when it is not final: its own slot, or one slot per split.
     let slot = select(row, row * p.nseg + wid.z, DECODE != 0u);
-    let k_off = (b * p.kv_heads + kvh) * p.kv_len * p.head_dim;
-    let v_off = (b * p.kv_heads + kvh) * p.kv_len * p.value_dim;
 
     // q, scaled once so that a score is a plain dot product.
     var qv: array<vec4<f32>, DK4>;
@@ -127,7 +147,7 @@ fn main(
         j_stop = min(j_stop, key_lengths[b]);
     }
     if (p.causal != 0u) {
-        let lim = i32(i_last) + p.causal_offset + 1;
+        let lim = i32(i_last) + causal_off(b) + 1;
         j_stop = u32(clamp(lim, i32(j_begin), i32(max(j_stop, j_begin))));
     }
 
@@ -139,7 +159,7 @@ fn main(
                 let d0 = 4u * (e % DK4);
                 var x = vec4<f32>(0.0);
                 if (j < j_stop) {
-                    let base = k_off + j * p.head_dim + d0;
+                    let base = kv_row(b, kvh, j) * p.head_dim + d0;
                     if (d0 + 3u < p.head_dim) {
                         x = k_4(base);
                     } else {
@@ -160,7 +180,7 @@ fn main(
                 let d0 = 4u * (e % DV4);
                 var x = vec4<f32>(0.0);
                 if (j < j_stop) {
-                    let base = v_off + j * p.value_dim + d0;
+                    let base = kv_row(b, kvh, j) * p.value_dim + d0;
                     if (d0 + 3u < p.value_dim) {
                         x = v_4(base);
                     } else {
@@ -191,7 +211,7 @@ fn main(
             var sc = clamp(dv.x + dv.y + dv.z + dv.w, -SCORE_LIMIT, SCORE_LIMIT);
             var kept = j < j_stop;
             if (p.causal != 0u) {
-                kept = kept && (i32(j) - i32(i) <= p.causal_offset);
+                kept = kept && (i32(j) - i32(i) <= causal_off(b));
             }
             if (p.mask_kind != 0u) {
                 let mi = b * p.mask_sb + h * p.mask_sh + min(i, p.q_len - 1u) * p.mask_sq

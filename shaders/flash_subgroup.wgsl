@@ -48,6 +48,26 @@
 @group(0) @binding(6) var<storage, read_write> lse: array<u32>;
 //@input mask 7 MDT
 @group(0) @binding(8) var<storage, read> key_lengths: array<u32>;
+// With PAGED, the KV cache's block table (a dummy otherwise).
+@group(0) @binding(9) var<storage, read> block_table: array<u32>;
+
+// Row of key j of (batch b, key/value head kvh) in k and v: contiguous, or with PAGED a KV cache's
+// pool [blocks, kv_heads, page_size, dim] through the block table (as in flash.wgsl).
+fn kv_row(b: u32, kvh: u32, j: u32) -> u32 {
+    if (PAGED != 0u) {
+        let blk = block_table[b * p.page_stride + j / p.page_size];
+        return (blk * p.kv_heads + kvh) * p.page_size + j % p.page_size;
+    }
+    return (b * p.kv_heads + kvh) * p.kv_len + j;
+}
+
+// One causal offset for the call, or (causal 2, over a KV cache) each sequence's own.
+fn causal_off(b: u32) -> i32 {
+    if (p.causal == 2u) {
+        return i32(key_lengths[b]) - i32(p.q_len);
+    }
+    return p.causal_offset;
+}
 
 // Score of query i against key j after clamping, causal masking, key lengths and the mask:
 // MASKED when the key is not kept.
@@ -55,7 +75,7 @@ fn masked_score(s: f32, b: u32, h: u32, i: u32, j: u32, j_stop: u32) -> f32 {
     var sc = clamp(s, -SCORE_LIMIT, SCORE_LIMIT);
     var kept = j < j_stop;
     if (p.causal != 0u) {
-        kept = kept && (i32(j) - i32(i) <= p.causal_offset);
+        kept = kept && (i32(j) - i32(i) <= causal_off(b));
     }
     // MASK (a constant: the mask's load is compiled only into pipelines for masked calls).
     if (MASK != 0u) {
@@ -114,8 +134,6 @@ fn main(
     }
     // p.i0: first query row of this dispatch (the host splits rows to bound each dispatch's work).
     let i_base = p.i0 + wid.x * SG * R;
-    // First K and V rows of this (batch, kv head).
-    let kv_row0 = (b * p.kv_heads + kvh) * p.kv_len;
     let accumulate = (p.flags & FLAG_ACCUMULATE) != 0u;
 
     // Per row r: its head h_r and index i_r, its storage row (and slot, where a decode split's
@@ -130,13 +148,13 @@ fn main(
     if (p.causal != 0u) {
         // The last row of the block sees the most keys.
         let i_last = select(min(i_base + SG * R, p.q_len) - 1u, p.q_len - 1u, DECODE != 0u);
-        let lim = i32(i_last) + p.causal_offset + 1;
+        let lim = i32(i_last) + causal_off(b) + 1;
         j_stop = u32(clamp(lim, i32(j_begin), i32(max(j_stop, j_begin))));
     }
 
     for (var jb = j_begin; jb < j_stop; jb += SG) {
         // This invocation's key, clamped into range (its scores are masked past j_stop).
-        let kr = kv_row0 + min(jb + lane, p.kv_len - 1u);
+        let kr = kv_row(b, kvh, min(jb + lane, p.kv_len - 1u));
         // Scores s_r_c of row r against key jb + c, masks, the online update, then P·V.
         //@gen block
     }

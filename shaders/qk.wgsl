@@ -21,6 +21,15 @@
 //@input mask 4 MDT
 @group(0) @binding(5) var<storage, read> key_lengths: array<u32>;
 
+// Key j is kept for query i when j - i <= causal_off(b): one offset for the call, or (causal 2,
+// over a KV cache) each sequence's own bottom-right corner.
+fn causal_off(b: u32) -> i32 {
+    if (p.causal == 2u) {
+        return i32(key_lengths[b]) - i32(p.q_len);
+    }
+    return p.causal_offset;
+}
+
 const WG_X: u32 = TN / 4u;
 const WG_Y: u32 = TM / 4u;
 const WG: u32 = WG_X * WG_Y;
@@ -33,7 +42,7 @@ var<workgroup> ks: array<vec4<f32>, TK * TN / 4u>;
 fn finalize_score(b: u32, h: u32, i: u32, j: u32, dot: f32) -> f32 {
     var kept = true;
     if (p.causal != 0u) {
-        kept = kept && (i32(j) - i32(i) <= p.causal_offset);
+        kept = kept && (i32(j) - i32(i) <= causal_off(b));
     }
     if (p.has_key_lengths != 0u) {
         kept = kept && (j < key_lengths[b]);

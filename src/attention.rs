@@ -14,7 +14,7 @@ use crate::{decode, fused, known_issues, staged};
 /// ([`problem::validate`]): an emulated subgroup size the generator lacks, dims beyond the flash
 /// kernel, a decode problem beyond its splits or partial buffers, and dispatch grids beyond the
 /// device's limit.
-fn check_paths(ctx: &Context, shape: &Shape, opts: &AttentionOptions) -> Result<()> {
+pub(crate) fn check_paths(ctx: &Context, shape: &Shape, opts: &AttentionOptions) -> Result<()> {
     if let Some(sg) = opts.emulate_subgroups {
         let max = ctx.limits().max_compute_invocations_per_workgroup;
         if !crate::subgroups::FORM_SIZES.contains(&sg) || sg > max {
@@ -190,7 +190,7 @@ impl Context {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn record_checked(
+    pub(crate) fn record_checked(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         prob: &Problem,

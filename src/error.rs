@@ -79,6 +79,47 @@ pub enum Error {
     #[error("waiting for the GPU timed out after {0:?}")]
     Timeout(std::time::Duration),
 
+    /// A KV cache operation needs more free blocks than the pool has; nothing was changed.
+    #[error("KV cache {op}: needs {needed} free blocks, the pool has {free} free of {total}; nothing was written (free or truncate sequences, or make a larger cache)")]
+    CacheFull {
+        /// The operation.
+        op: &'static str,
+        /// Blocks it needs.
+        needed: usize,
+        /// Blocks free.
+        free: usize,
+        /// Blocks in the pool.
+        total: usize,
+    },
+
+    /// A KV cache has no free sequence slot.
+    #[error("KV cache {op}: all {max_seqs} sequence slots are in use (free a sequence first)")]
+    NoSequenceSlot {
+        /// The operation.
+        op: &'static str,
+        /// Slots of the cache.
+        max_seqs: usize,
+    },
+
+    /// A sequence id that is not live in this cache (never made, or freed).
+    #[error("KV cache {op}: sequence {id} is not live in this cache (unknown or freed)")]
+    UnknownSequence {
+        /// The operation.
+        op: &'static str,
+        /// The id given.
+        id: usize,
+    },
+
+    /// A KV cache argument is out of range (reorder indices, truncate lengths, repeated
+    /// sequences, the cache's own configuration); the message says what was expected.
+    #[error("KV cache {op}: {what}")]
+    CacheArgument {
+        /// The operation.
+        op: &'static str,
+        /// What was wrong and what was expected.
+        what: String,
+    },
+
     /// A tensor has the wrong number of dimensions.
     #[error("{tensor}: expected rank {expected} ({layout}), got shape {got:?}")]
     Rank {

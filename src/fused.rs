@@ -13,6 +13,7 @@ use crate::options::AttentionOptions;
 use crate::problem::Problem;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
+use wgpu::util::DeviceExt;
 
 /// Whether kernels may use subgroup operations: the adapter has SUBGROUP and the caller did not
 /// turn them off with `subgroups: Some(false)` or, when that is `None`,
@@ -172,6 +173,18 @@ pub(crate) fn flash_bind_group(
         Some(b) => (b, b.size()),
         None => (ctx.dummy_buffer(), 16),
     };
+    let table_buf = prob.paged.as_ref().map(|pg| {
+        ctx.device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("wgpu-attention kv block table"),
+                contents: bytemuck::cast_slice(&pg.table),
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+    });
+    let (bt, bt_bytes) = match &table_buf {
+        Some(b) => (b, b.size()),
+        None => (ctx.dummy_buffer(), 16),
+    };
     bind_group(
         ctx,
         layout,
@@ -185,6 +198,7 @@ pub(crate) fn flash_bind_group(
             tensor_binding(lse),
             mask,
             storage_binding(kl, kl_bytes),
+            storage_binding(bt, bt_bytes),
         ],
     )
 }
@@ -218,7 +232,8 @@ pub(crate) fn flash_kernel(
                     wide_loads(ctx, prob.dtype),
                     emulated,
                 )
-                .with(prob.data_constants(false));
+                .with(prob.data_constants(false))
+                .with(paged_constant(prob));
                 (
                     ctx.kernel(&flash::SUBGROUP_SOURCE, key)?,
                     (size * r) as usize,
@@ -228,13 +243,24 @@ pub(crate) fn flash_kernel(
             FlashForm::Workgroup { .. } => (
                 ctx.kernel(
                     &flash::SOURCE,
-                    flash::key(spec).with(prob.data_constants(true)),
+                    flash::key(spec)
+                        .with(prob.data_constants(true))
+                        .with(paged_constant(prob)),
                 )?,
                 spec.bq as usize,
                 None,
             ),
         },
     )
+}
+
+/// PAGED = 1 where K and V are a KV cache's pools (absent, so 0, otherwise).
+fn paged_constant(prob: &Problem) -> Vec<(&'static str, u32)> {
+    if prob.paged.is_some() {
+        vec![("PAGED", 1)]
+    } else {
+        Vec::new()
+    }
 }
 
 /// Records the fused kernel: for each group of heads, one dispatch per key chunk, in order.

@@ -18,8 +18,9 @@
 //    specialization, code generation).
 // 7. The paths: `subgroups` (the subgroup probe), `fused`, `decode` (uses `fused`), `staged`.
 // 8. `attention`: the attention call (kernel choice, recording, submission, `explain`).
-// 9. On top: `case` (problems on the host, the golden-file format), `reference` (f64),
-//    `check` ("is this GPU right?"), `conformance` (the suite).
+// 9. On top: `kv_cache` (a paged KV cache and attention over it), `case` (problems on the host,
+//    the golden-file format), `reference` (f64), `check` ("is this GPU right?"), `conformance`
+//    (the suite).
 
 mod attention;
 pub mod case;
@@ -33,6 +34,7 @@ mod fused;
 pub mod kernels;
 mod kinds;
 pub mod known_issues;
+pub mod kv_cache;
 mod options;
 mod output;
 mod pipeline;
@@ -51,6 +53,7 @@ pub use dtype::DType;
 pub use error::{Error, Result, TensorRole};
 /// The `half` crate, whose `f16` and `bf16` the 16-bit uploads and downloads take and return.
 pub use half;
+pub use kv_cache::{KvCache, KvCacheConfig, SeqId};
 pub use options::{AttentionOptions, Causal, Mask, MaskKind, Variant, DEFAULT_DISPATCH_WORK};
 pub use shape::Shape;
 pub use tensor::Tensor;

@@ -74,6 +74,16 @@ pub struct AttentionOptions {
 }
 
 impl AttentionOptions {
+    /// The options of attention over a KV cache ([`crate::KvCache::record_attention`]): the
+    /// defaults with causal bottom-right, which over a cache is each sequence's own corner (query
+    /// i of the n new ones sees keys up to len − n + i).
+    pub fn for_cache() -> Self {
+        AttentionOptions {
+            causal: Causal::BottomRight,
+            ..Default::default()
+        }
+    }
+
     /// Sets the score scale.
     pub fn scale(mut self, s: f32) -> Self {
         self.scale = Some(s);

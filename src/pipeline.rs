@@ -71,6 +71,13 @@ impl KernelSource {
         for (name, value) in constants {
             code.push_str(&format!("const {name}: u32 = {value}u;\n"));
         }
+        // Switches that most keys leave off are 0 where the key does not name them, so the keys
+        // (and labels) of kernels that do not use them stay as they were.
+        for name in OFF_BY_DEFAULT {
+            if self.source.contains(name) && !constants.iter().any(|(n, _)| *n == name) {
+                code.push_str(&format!("const {name}: u32 = 0u;\n"));
+            }
+        }
         code.push('\n');
         let body = match self.expand {
             Some(expand) => expand(self.source, constants),
@@ -95,6 +102,10 @@ impl KernelSource {
 /// adapters lack, and f32 kernels must not depend on it. `unpack_f16` is generated next to it:
 /// `unpack2x16float` where the key's F16N is 1, else the integer decode.
 const UNPACK_WGSL: &str = include_str!("../shaders/unpack.wgsl");
+
+/// Constants that are 0 where a key does not name them: PAGED (K and V read from a KV cache's
+/// blocks through a block table, `kv_cache.rs`).
+const OFF_BY_DEFAULT: [&str; 1] = ["PAGED"];
 
 /// A constant of a pipeline key, 0 when the key does not have it.
 fn constant(constants: &[(&'static str, u32)], name: &str) -> u32 {

@@ -26,9 +26,23 @@ pub(crate) struct Problem {
     pub key_lengths: Option<Vec<u32>>,
     /// Kind and element strides `[b, h, q, k]` of the mask, 0 along broadcast dimensions.
     pub mask: Option<(MaskKind, [u32; 4], Tensor)>,
+    /// K and V are a KV cache's pools, read through a block table (`kv_cache.rs`).
+    pub paged: Option<Paged>,
+    /// Bottom-right causality at each batch entry's key length instead of kv_len (attention
+    /// over a KV cache, whose sequences have their own lengths).
+    pub sequence_causal: bool,
 }
 
-fn rank4(t: &Tensor, role: TensorRole, layout: &'static str) -> Result<[usize; 4]> {
+/// The block table of a call over a KV cache: row b lists sequence b's blocks (padded with 0 to
+/// `stride`); key j of sequence b is position j % block_size of block table[b·stride + j / block_size].
+#[derive(Debug, Clone)]
+pub(crate) struct Paged {
+    pub table: Vec<u32>,
+    pub stride: u32,
+    pub block_size: u32,
+}
+
+pub(crate) fn rank4(t: &Tensor, role: TensorRole, layout: &'static str) -> Result<[usize; 4]> {
     let s = t.shape();
     if s.len() != 4 {
         return Err(Error::Rank {
@@ -72,7 +86,7 @@ fn same(
     Ok(())
 }
 
-fn fits_binding(ctx: &Context, role: TensorRole, bytes: u64) -> Result<()> {
+pub(crate) fn fits_binding(ctx: &Context, role: TensorRole, bytes: u64) -> Result<()> {
     let limit = ctx.limits().max_storage_buffer_binding_size;
     if bytes > limit {
         return Err(Error::TooLarge {
@@ -163,7 +177,20 @@ pub(crate) fn validate(
         head_dim: qs[3],
         value_dim: vs[3],
     };
+    fits_binding(ctx, TensorRole::Key, k.storage_bytes())?;
+    fits_binding(ctx, TensorRole::Value, v.storage_bytes())?;
+    complete(ctx, q, shape, dtype, opts)
+}
 
+/// The checks that follow from the shape, once K and V are known (plain tensors or a KV cache):
+/// mask, key lengths, scale, the sizes of q and the outputs.
+pub(crate) fn complete(
+    ctx: &Context,
+    q: &Tensor,
+    shape: Shape,
+    dtype: DType,
+    opts: &AttentionOptions,
+) -> Result<Problem> {
     let mask = match &opts.mask {
         None => None,
         Some(m) => {
@@ -221,8 +248,6 @@ pub(crate) fn validate(
     };
 
     fits_binding(ctx, TensorRole::Query, q.storage_bytes())?;
-    fits_binding(ctx, TensorRole::Key, k.storage_bytes())?;
-    fits_binding(ctx, TensorRole::Value, v.storage_bytes())?;
     let out_bytes = (shape.out().iter().product::<usize>() as u64) * 4;
     fits_binding(ctx, TensorRole::Output, out_bytes)?;
     if opts.return_probs {
@@ -249,6 +274,8 @@ pub(crate) fn validate(
         causal: opts.causal,
         key_lengths: opts.key_lengths.clone(),
         mask,
+        paged: None,
+        sequence_causal: false,
     })
 }
 

@@ -21,6 +21,7 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
         Binding::ReadWrite, // lse
         Binding::Read,      // mask (dummy when absent)
         Binding::Read,      // key_lengths (dummy when absent)
+        Binding::Read,      // block_table of a KV cache (dummy when not PAGED)
     ],
     expand: None,
 };

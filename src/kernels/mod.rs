@@ -6,6 +6,7 @@
 //! changes the constants that go into the key.
 
 pub mod flash;
+pub(crate) mod kv_copy;
 pub mod merge;
 pub mod pack;
 pub mod pv;
@@ -53,7 +54,10 @@ pub(crate) struct Params {
     pub dn: u32,
     pub nseg: u32,
     pub count: u32,
-    pub _pad: [u32; 3],
+    /// KV cache (PAGED kernels): positions per block, and the block table's row stride.
+    pub page_size: u32,
+    pub page_stride: u32,
+    pub _pad: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<Params>() == 128);
@@ -78,10 +82,17 @@ impl crate::problem::Problem {
         match self.causal {
             crate::kinds::Causal::None => {}
             crate::kinds::Causal::TopLeft => p.causal = 1,
+            // Over a KV cache the bottom-right corner is each sequence's own length (2: the
+            // kernels take the offset from the key lengths).
+            crate::kinds::Causal::BottomRight if self.sequence_causal => p.causal = 2,
             crate::kinds::Causal::BottomRight => {
                 p.causal = 1;
                 p.causal_offset = s.kv_len as i32 - s.q_len as i32;
             }
+        }
+        if let Some(pg) = &self.paged {
+            p.page_size = pg.block_size;
+            p.page_stride = pg.stride;
         }
         if let Some((kind, strides, _)) = &self.mask {
             p.mask_kind = match kind {
@@ -274,6 +285,22 @@ pub fn all_sources() -> Vec<(String, String)> {
             flash::subgroup_key(128, 1, false, 3, 5, 0, 0, true),
         ),
         (&subgroup_probe::SOURCE, subgroup_probe::key(32)),
+        (
+            &kv_copy::SOURCE,
+            kv_copy::key(crate::dtype::DType::F32, false),
+        ),
+        (
+            &kv_copy::SOURCE,
+            kv_copy::key(crate::dtype::DType::F32, true),
+        ),
+        (
+            &flash::SOURCE,
+            flash::key(flash::spec(t, 64, 64)).with(vec![("PAGED", 1)]),
+        ),
+        (
+            &flash::SUBGROUP_SOURCE,
+            flash::subgroup_key(8, 1, true, 128, 128, 0, 0, false).with(vec![("PAGED", 1)]),
+        ),
     ] {
         v.push((key.label(), src.assemble(&key.constants)));
     }
@@ -332,6 +359,21 @@ pub fn all_sources() -> Vec<(String, String)> {
                 flash::subgroup_key(16, 2, false, 64, 64, 0, 2, true).with(data(true)),
             ),
             (&pack::SOURCE, pack::key(dt)),
+            (&kv_copy::SOURCE, kv_copy::key(dt, false)),
+            (&kv_copy::SOURCE, kv_copy::key(dt, true)),
+            // Attention over a KV cache: K and V through the block table.
+            (
+                &flash::SOURCE,
+                flash::key(flash::decode_spec(t, 64, 64))
+                    .with(data(true))
+                    .with(vec![("PAGED", 1)]),
+            ),
+            (
+                &flash::SUBGROUP_SOURCE,
+                flash::subgroup_key(8, 2, false, 59, 37, 0, 0, false)
+                    .with(data(false))
+                    .with(vec![("PAGED", 1)]),
+            ),
         ] {
             v.push((key.label(), src.assemble(&key.constants)));
         }
