@@ -600,8 +600,9 @@ impl KvCache {
     /// values of `seqs` (row b of q against sequence seqs[b], all its positions; key lengths from
     /// the cache). Use [`AttentionOptions::for_cache`] for the usual causal rule (bottom-right at
     /// each sequence's length: query i of n sees keys up to len − n + i); every other option works
-    /// as in the plain call (masks over `[.., n, max len]`, scale, lse, P, the variant). Key
-    /// lengths must not be given. Records into `encoder`.
+    /// as in the plain call (masks over `[.., n, longest length]`, scale, lse, P, the variant).
+    /// Key lengths must not be given. Records into `encoder`; outputs as in the plain call, with
+    /// kv_len the longest sequence's length.
     pub fn record_attention(
         &self,
         ctx: &Context,
@@ -610,6 +611,64 @@ impl KvCache {
         seqs: &[SeqId],
         opts: &AttentionOptions,
     ) -> Result<AttentionOutput> {
+        let (prob, max_len) = self.problem(ctx, q, seqs, opts)?;
+        let shape = prob.shape;
+        let out = AttentionOutput {
+            out: Tensor::empty(ctx, &shape.out(), prob.out_dtype)?,
+            lse: if opts.return_lse {
+                Some(Tensor::empty(ctx, &shape.lse(), DType::F32)?)
+            } else {
+                None
+            },
+            probs: if opts.return_probs {
+                Some(Tensor::empty(ctx, &shape.probs(), DType::F32)?)
+            } else {
+                None
+            },
+            variant: crate::attention::choose_variant(ctx, opts.variant, &shape),
+        };
+        self.record_problem(ctx, encoder, &prob, max_len, q, seqs, opts, &out)?;
+        Ok(out)
+    }
+
+    /// [`KvCache::record_attention`] into caller-provided outputs (reused, or poisoned to prove
+    /// every element is written); `outputs.lse` and `outputs.probs` are written when present.
+    /// Returns the variant recorded.
+    pub fn record_attention_into(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        q: &Tensor,
+        seqs: &[SeqId],
+        opts: &AttentionOptions,
+        outputs: &AttentionOutput,
+    ) -> Result<Variant> {
+        let (prob, max_len) = self.problem(ctx, q, seqs, opts)?;
+        let s = prob.shape;
+        problem::check_output(&outputs.out, TensorRole::Output, &s.out(), prob.out_dtype)?;
+        if let Some(l) = &outputs.lse {
+            problem::check_output(l, TensorRole::Lse, &s.lse(), DType::F32)?;
+        }
+        if let Some(p) = &outputs.probs {
+            problem::check_output(p, TensorRole::Probs, &s.probs(), DType::F32)?;
+        }
+        let variant = crate::attention::choose_variant(ctx, opts.variant, &s);
+        let out = AttentionOutput {
+            variant,
+            ..outputs.clone()
+        };
+        self.record_problem(ctx, encoder, &prob, max_len, q, seqs, opts, &out)?;
+        Ok(variant)
+    }
+
+    /// The checked problem of an attention call over the cache, and the longest length.
+    fn problem(
+        &self,
+        ctx: &Context,
+        q: &Tensor,
+        seqs: &[SeqId],
+        opts: &AttentionOptions,
+    ) -> Result<(problem::Problem, usize)> {
         let op = "attention";
         let c = self.cfg;
         if seqs.is_empty() {
@@ -668,27 +727,28 @@ impl KvCache {
         prob.key_lengths = Some(lens.iter().map(|&l| l as u32).collect());
         prob.sequence_causal = true;
         crate::attention::check_paths(ctx, &shape, opts)?;
-        let variant = crate::attention::choose_variant(ctx, opts.variant, &shape);
-        let out = AttentionOutput {
-            out: Tensor::empty(ctx, &shape.out(), prob.out_dtype)?,
-            lse: if opts.return_lse {
-                Some(Tensor::empty(ctx, &shape.lse(), DType::F32)?)
-            } else {
-                None
-            },
-            probs: if opts.return_probs {
-                Some(Tensor::empty(ctx, &shape.probs(), DType::F32)?)
-            } else {
-                None
-            },
-            variant,
-        };
+        Ok((prob, max_len))
+    }
+
+    /// Records the kernels of a checked call into `out` (its variant already chosen).
+    #[allow(clippy::too_many_arguments)]
+    fn record_problem(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        prob: &problem::Problem,
+        max_len: usize,
+        q: &Tensor,
+        seqs: &[SeqId],
+        opts: &AttentionOptions,
+        out: &AttentionOutput,
+    ) -> Result<()> {
+        let shape = prob.shape;
         // Decode and fused read the pools through the block table. Staged, and P (which the
         // staged kernels write), read a contiguous copy gathered first.
-        if variant == Variant::Staged {
+        if out.variant == Variant::Staged {
             let (k, v) = self.record_gather(ctx, encoder, seqs, max_len)?;
-            ctx.record_checked(encoder, &prob, q, &k, &v, opts, &out)?;
-            return Ok(out);
+            return ctx.record_checked(encoder, prob, q, &k, &v, opts, out);
         }
         let paged = problem::Problem {
             paged: Some(self.table(seqs)),
@@ -705,17 +765,38 @@ impl KvCache {
             crate::staged::record(
                 ctx,
                 encoder,
-                &prob,
+                prob,
                 q,
                 &k,
                 &v,
-                &out,
+                out,
                 &scratch_lse,
                 opts,
                 crate::staged::Mode::ProbsOnly,
             )?;
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// [`KvCache::record_attention_into`], submitted and waited for.
+    pub fn attention_into_blocking(
+        &self,
+        ctx: &Context,
+        q: &Tensor,
+        seqs: &[SeqId],
+        opts: &AttentionOptions,
+        outputs: &AttentionOutput,
+    ) -> Result<Variant> {
+        let mut enc = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgpu-attention kv attention"),
+            });
+        let v = self.record_attention_into(ctx, &mut enc, q, seqs, opts, outputs)?;
+        let cmd = ctx.scoped("kv attention", || enc.finish())?;
+        ctx.queue().submit([cmd]);
+        ctx.wait_idle(opts.timeout)?;
+        Ok(v)
     }
 
     /// [`KvCache::record_attention`], submitted and waited for.

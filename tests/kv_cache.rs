@@ -30,6 +30,8 @@ struct Model {
 }
 
 struct Setup {
+    /// A mask `[1, 1, n, max_len]` the next attention checks use (its host copy).
+    mask: Option<(wgpu_attention::MaskKind, Vec<f32>)>,
     cache: KvCache,
     model: Model,
     cfg: KvCacheConfig,
@@ -45,6 +47,7 @@ fn rand_vals(rng: &mut SeededRng, n: usize, dtype: DType) -> Vec<f32> {
 impl Setup {
     fn new(cfg: KvCacheConfig, seed: u64) -> Setup {
         Setup {
+            mask: None,
             cache: KvCache::new(ctx(), cfg).expect("cache"),
             model: Model {
                 seqs: vec![None; cfg.max_seqs],
@@ -187,13 +190,7 @@ impl Setup {
             return_lse: true,
             ..opts.clone()
         };
-        let res = self
-            .cache
-            .attention_blocking(ctx(), &q, seqs, &opts)
-            .expect("attention over the cache");
-        let out = res.out.read_blocking(ctx()).unwrap();
-        let lse = res.lse.as_ref().unwrap().read_blocking(ctx()).unwrap();
-        let probs = res.probs.as_ref().map(|p| p.read_blocking(ctx()).unwrap());
+        // Outputs poisoned with NaN, so an unwritten element fails.
         let max_len = seqs.iter().map(|&s| self.len(s)).max().unwrap().max(1);
         let shape = Shape::new(
             seqs.len(),
@@ -204,10 +201,28 @@ impl Setup {
             c.head_dim,
             c.value_dim,
         );
+        let res = wgpu_attention::AttentionOutput {
+            out: Tensor::filled_as(ctx(), &shape.out(), f32::NAN, c.dtype).unwrap(),
+            lse: Some(Tensor::filled(ctx(), &shape.lse(), f32::NAN).unwrap()),
+            probs: opts
+                .return_probs
+                .then(|| Tensor::filled(ctx(), &shape.probs(), f32::NAN).unwrap()),
+            variant: opts.variant,
+        };
+        let variant = self
+            .cache
+            .attention_into_blocking(ctx(), &q, seqs, &opts, &res)
+            .expect("attention over the cache");
+        if opts.variant != Variant::Auto {
+            assert_eq!(variant, opts.variant, "the requested variant ran");
+        }
+        let out = res.out.read_blocking(ctx()).unwrap();
+        let lse = res.lse.as_ref().unwrap().read_blocking(ctx()).unwrap();
+        let probs = res.probs.as_ref().map(|p| p.read_blocking(ctx()).unwrap());
         let expected = self.reference(seqs, q_heads, n, &qd, &opts, max_len);
         let r = check::compare(
             "kv cache",
-            res.variant,
+            variant,
             &shape,
             &Got {
                 out: &out,
@@ -273,6 +288,18 @@ impl Setup {
             case.k = mk.concat();
             case.v = mv.concat();
             case.scale = opts.scale.map(f64::from);
+            if let Some((kind, data)) = &self.mask {
+                // The test's mask is [1, 1, n, max_len]: this sequence's columns.
+                let cols: Vec<f32> = data
+                    .chunks(max_len)
+                    .flat_map(|r| r[..len].to_vec())
+                    .collect();
+                case.mask = Some(wgpu_attention::case::CaseMask {
+                    kind: *kind,
+                    shape: vec![1, 1, n, len],
+                    data: cols,
+                });
+            }
             let r = wgpu_attention::reference::attention(&case, opts.return_probs);
             all.out.extend(r.out);
             all.lse.extend(r.lse);
@@ -351,6 +378,25 @@ fn append_in_pieces_reads_back_exactly_and_attends_like_the_reference_on_every_v
                 .scale(0.3),
         );
         s.check_attention(&[a], 2, 2, &AttentionOptions::default());
+        // Masks over [.., n, longest length], broadcast over sequences and heads.
+        let max_len = s.len(a).max(s.len(b));
+        for kind in [
+            wgpu_attention::MaskKind::Bool,
+            wgpu_attention::MaskKind::Additive,
+        ] {
+            let data: Vec<f32> = (0..2 * max_len)
+                .map(|i| match kind {
+                    wgpu_attention::MaskKind::Bool => ((i * 7) % 5 != 0) as u8 as f32,
+                    _ => ((i * 13) % 9) as f32 * 0.25 - 1.0,
+                })
+                .collect();
+            let m = Tensor::from_data(ctx(), &[1, 1, 2, max_len], &data).unwrap();
+            s.mask = Some((kind, data));
+            for opts in variant_opts() {
+                s.check_attention(&[a, b], 6, 2, &opts.mask(kind, m.clone()));
+            }
+            s.mask = None;
+        }
     }
 }
 
