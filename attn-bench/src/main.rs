@@ -132,6 +132,39 @@ enum Cmd {
         #[arg(long)]
         json: Option<String>,
     },
+    /// The KV cache's figures: decode over a ragged batch on a paged cache against a contiguous
+    /// one (both checked), and the time of appending one position to every sequence.
+    Cache {
+        /// Sequence lengths of the ragged batch (comma list).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "512,1024,2048,3072,4096,5120,8192,8192"
+        )]
+        lengths: Vec<usize>,
+        #[arg(long, default_value_t = 32)]
+        heads: usize,
+        #[arg(long, default_value_t = 8)]
+        kv_heads: usize,
+        #[arg(long, default_value_t = 128)]
+        head_dim: usize,
+        #[arg(long, default_value = "f16")]
+        dtype: DType,
+        /// Positions per block of the paged cache.
+        #[arg(long, default_value_t = 16)]
+        paged: usize,
+        /// Variant of the decode call: auto, decode, fused or staged.
+        #[arg(long, default_value = "auto")]
+        variant: Variant,
+        #[arg(long, default_value_t = 7)]
+        reps: usize,
+        /// Cache lengths at which one append to every sequence is timed.
+        #[arg(long, value_delimiter = ',', default_value = "512,2048,8000")]
+        append_lengths: Vec<usize>,
+        /// Write the figures as JSON.
+        #[arg(long)]
+        json: Option<String>,
+    },
     /// Measure the adapter's ceilings: f32 (and f16) FMA throughput, copy bandwidth.
     Peak {
         /// Write the figures as JSON.
@@ -1000,6 +1033,64 @@ fn cmd_tune(cli: &Cli, ctx: &Context, quick: bool, json: Option<&str>) -> ExitCo
     ExitCode::SUCCESS
 }
 
+fn cmd_cache(ctx: &Context, set: &bench::cache::Settings, json: Option<&str>) -> ExitCode {
+    println!(
+        "adapter: {} ({:?})",
+        ctx.adapter_info().name,
+        ctx.adapter_info().backend
+    );
+    let timer = match bench::timer::Timer::new(ctx) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let f = match bench::cache::run(ctx, &timer, set) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "decode over a ragged batch: B={} Hq={} Hkv={} D={} lengths {:?} (total {}), {}, {} ran",
+        f.lengths.len(),
+        set.q_heads,
+        set.kv_heads,
+        set.head_dim,
+        f.lengths,
+        f.total_keys,
+        f.dtype,
+        f.variant
+    );
+    println!(
+        "  paged (block {}): {:.3} ms   contiguous: {:.3} ms   paged / contiguous: {:.3}   ({} timing, median of {})",
+        f.block_size, f.paged_ms, f.contiguous_ms, f.ratio, f.timing, set.reps
+    );
+    println!(
+        "  checks: paged == contiguous bit for bit: {}; f64 reference on every row: {} (worst error / limit {:.3})",
+        f.paged_equals_contiguous, f.reference_passed, f.worst_ratio
+    );
+    for (len, ms) in &f.append_ms {
+        println!(
+            "append of one position to {} sequences at cache length {len}: {ms:.3} ms",
+            f.lengths.len()
+        );
+    }
+    if let Some(path) = json {
+        let v = serde_json::json!({"adapter": adapter_json(ctx), "cache": f});
+        if !write_file(path, &serde_json::to_string_pretty(&v).unwrap_or_default()) {
+            return ExitCode::from(2);
+        }
+    }
+    if f.paged_equals_contiguous && f.reference_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let ctx = match context(&cli) {
@@ -1051,6 +1142,32 @@ fn main() -> ExitCode {
             cmd_conformance(&ctx, &set, *all_adapters, json.as_deref())
         }
         Some(Cmd::Tune { quick, json }) => cmd_tune(&cli, &ctx, *quick, json.as_deref()),
+        Some(Cmd::Cache {
+            lengths,
+            heads,
+            kv_heads,
+            head_dim,
+            dtype,
+            paged,
+            variant,
+            reps,
+            append_lengths,
+            json,
+        }) => cmd_cache(
+            &ctx,
+            &bench::cache::Settings {
+                lengths: lengths.clone(),
+                q_heads: *heads,
+                kv_heads: *kv_heads,
+                head_dim: *head_dim,
+                dtype: *dtype,
+                block_size: *paged,
+                variant: *variant,
+                reps: *reps,
+                append_lengths: append_lengths.clone(),
+            },
+            json.as_deref(),
+        ),
         Some(Cmd::Memory {
             batch,
             heads,

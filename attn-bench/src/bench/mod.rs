@@ -3,6 +3,7 @@
 
 #[cfg(feature = "burn")]
 pub mod burn_peer;
+pub mod cache;
 pub mod cpu;
 pub mod peak;
 pub mod plot;
