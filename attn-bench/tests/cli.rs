@@ -199,3 +199,46 @@ fn memory_compares_dtypes() {
         "f16 needs less memory than f32: {ratio}\n{stdout}"
     );
 }
+
+#[test]
+fn cache_checks_paged_against_contiguous_and_times_appends() {
+    let json = std::env::temp_dir().join(format!("attn-cache-{}.json", std::process::id()));
+    let out = bench()
+        .args([
+            "cache",
+            "--lengths",
+            "1,40,300",
+            "--heads",
+            "4",
+            "--kv-heads",
+            "2",
+            "--head-dim",
+            "24",
+            "--dtype",
+            "bf16",
+            "--paged",
+            "7",
+            "--reps",
+            "2",
+            "--append-lengths",
+            "5,200",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("paged == contiguous bit for bit: true")
+            && stdout.contains("f64 reference on every row: true"),
+        "{stdout}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    let c = &v["cache"];
+    assert_eq!(c["total_keys"], 341);
+    assert!(c["paged_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(c["append_ms"].as_array().unwrap().len(), 2);
+}
