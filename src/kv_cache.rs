@@ -13,7 +13,7 @@
 //! Pool layout: K is `[num_blocks, kv_heads, block_size, head_dim]` and V `[num_blocks, kv_heads,
 //! block_size, value_dim]` in the cache's dtype, so key j of a sequence is row j % block_size of
 //! its block `table[j / block_size]` for each head. Attention over the cache
-//! ([`KvCache::attention`]) reads those rows through the block table in the decode and fused
+//! ([`KvCache::record_attention`]) reads those rows through the block table in the decode and fused
 //! kernels (`PAGED`); the staged variant gathers each sequence into a contiguous copy first.
 
 use crate::attention::AttentionOutput;
@@ -597,7 +597,7 @@ impl KvCache {
     }
 
     /// Attention of queries `q` `[seqs.len(), q_heads, n, head_dim]` over the cached keys and
-    /// values of `seqs` (row b of q against sequence seqs[b], all its positions; key lengths from
+    /// values of `seqs` (row b of q against sequence `seqs[b]`, all its positions; key lengths from
     /// the cache). Use [`AttentionOptions::for_cache`] for the usual causal rule (bottom-right at
     /// each sequence's length: query i of n sees keys up to len − n + i); every other option works
     /// as in the plain call (masks over `[.., n, longest length]`, scale, lse, P, the variant).

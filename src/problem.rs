@@ -34,7 +34,7 @@ pub(crate) struct Problem {
 }
 
 /// The block table of a call over a KV cache: row b lists sequence b's blocks (padded with 0 to
-/// `stride`); key j of sequence b is position j % block_size of block table[b·stride + j / block_size].
+/// `stride`); key j of sequence b is position j % block_size of block `table[b·stride + j / block_size]`.
 #[derive(Debug, Clone)]
 pub(crate) struct Paged {
     pub table: Vec<u32>,
