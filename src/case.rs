@@ -22,6 +22,30 @@ pub struct CaseMask {
     pub data: Vec<f32>,
 }
 
+/// The score function of a case file (`"score"`; missing means the scaled dot product).
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "lowercase"))]
+pub enum CaseScore {
+    /// The scaled dot product `scale · q·k` (the default).
+    Dot,
+    /// Bahdanau's additive score `scale · Σ_a v_a[a] tanh((W_q q)[a] + (W_k k)[a] + bias[a])`,
+    /// scale 1 unless given.
+    Additive {
+        /// A, the attention dim.
+        attn_dim: usize,
+        /// `[A, head_dim]`, row-major.
+        w_q: Vec<f32>,
+        /// `[A, head_dim]`, row-major.
+        w_k: Vec<f32>,
+        /// `[A]`, or none.
+        #[cfg_attr(feature = "serde", serde(default))]
+        bias: Option<Vec<f32>>,
+        /// `[A]`.
+        v_a: Vec<f32>,
+    },
+}
+
 /// One attention problem, with its expected results when the file carries them.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -57,6 +81,12 @@ pub struct Case {
     pub key_lengths: Option<Vec<u32>>,
     /// The mask, if any.
     pub mask: Option<CaseMask>,
+    /// The score function (none: the scaled dot product).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub score: Option<CaseScore>,
     /// Queries, `[batch, q_heads, q_len, head_dim]`, row-major.
     pub q: Vec<f32>,
     /// Keys, `[batch, kv_heads, kv_len, head_dim]`.
@@ -136,6 +166,43 @@ impl Case {
                 "q_heads {} is not a multiple of kv_heads {}",
                 s.q_heads, s.kv_heads
             ));
+        }
+        if let Some(CaseScore::Additive {
+            attn_dim,
+            w_q,
+            w_k,
+            bias,
+            v_a,
+        }) = &self.score
+        {
+            let a = *attn_dim;
+            if !(1..=crate::options::MAX_ATTN_DIM).contains(&a) {
+                return Err(format!(
+                    "score.attn_dim {a} is outside 1..={}",
+                    crate::options::MAX_ATTN_DIM
+                ));
+            }
+            let d = s.head_dim;
+            for (n, got, want) in [
+                ("score.w_q", w_q.len(), a * d),
+                ("score.w_k", w_k.len(), a * d),
+                ("score.v_a", v_a.len(), a),
+                ("score.bias", bias.as_ref().map_or(a, |b| b.len()), a),
+            ] {
+                if got != want {
+                    return Err(format!(
+                        "{n} has {got} values, [attn_dim, ...] needs {want}"
+                    ));
+                }
+            }
+            let all = w_q
+                .iter()
+                .chain(w_k)
+                .chain(v_a)
+                .chain(bias.iter().flatten());
+            if all.clone().any(|x| !x.is_finite()) {
+                return Err("score weights hold non-finite values".into());
+            }
         }
         let len = |n: &str, got: usize, shape: &[usize]| {
             let want: usize = shape.iter().product();
@@ -251,6 +318,7 @@ impl Case {
             causal: Causal::None,
             key_lengths: None,
             mask: None,
+            score: None,
             q,
             k,
             v,

@@ -73,6 +73,9 @@ pub struct AttentionOptions {
     pub timeout: Option<Duration>,
 }
 
+/// Largest attention dim of the additive (Bahdanau) score.
+pub const MAX_ATTN_DIM: usize = 512;
+
 impl AttentionOptions {
     /// The options of attention over a KV cache ([`crate::KvCache::record_attention`]): the
     /// defaults with causal bottom-right, which over a cache is each sequence's own corner (query

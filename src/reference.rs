@@ -32,7 +32,36 @@ pub fn attention(case: &Case, want_probs: bool) -> Reference {
 pub fn attention_rows(case: &Case, rows: &[usize], want_probs: bool) -> Reference {
     let (lq, lk, d, dv) = (case.q_len, case.kv_len, case.head_dim, case.value_dim);
     let group = case.q_heads / case.kv_heads;
-    let scale = case.scale.unwrap_or(1.0 / (d as f64).sqrt());
+    // The additive score's scale defaults to 1 (not 1/sqrt(d)); its projections in f64, K's
+    // once for every key row.
+    let additive = match &case.score {
+        Some(crate::case::CaseScore::Additive {
+            attn_dim,
+            w_q,
+            w_k,
+            bias,
+            v_a,
+        }) => Some((*attn_dim, w_q, w_k, bias, v_a)),
+        _ => None,
+    };
+    let scale = case.scale.unwrap_or(if additive.is_some() {
+        1.0
+    } else {
+        1.0 / (d as f64).sqrt()
+    });
+    let project = |w: &[f32], x: &[f32], a: usize| -> Vec<f64> {
+        (0..a)
+            .map(|r| {
+                (0..d)
+                    .map(|e| w[r * d + e] as f64 * x[e] as f64)
+                    .sum::<f64>()
+            })
+            .collect()
+    };
+    let k_proj: Vec<Vec<f64>> = match additive {
+        Some((a, _, w_k, _, _)) => case.k.chunks(d).map(|krow| project(w_k, krow, a)).collect(),
+        None => Vec::new(),
+    };
     let mut out = Vec::with_capacity(rows.len() * dv);
     let mut lse = Vec::with_capacity(rows.len());
     let mut probs = want_probs.then(|| Vec::with_capacity(rows.len() * lk));
@@ -44,6 +73,7 @@ pub fn attention_rows(case: &Case, rows: &[usize], want_probs: bool) -> Referenc
         let b = row / (lq * case.q_heads);
         let kvh = h / group;
         let qrow = &case.q[row * d..(row + 1) * d];
+        let q_proj = additive.map(|(a, w_q, ..)| project(w_q, qrow, a));
         for j in 0..lk {
             let mut keep = match case.causal {
                 Causal::None => true,
@@ -56,8 +86,17 @@ pub fn attention_rows(case: &Case, rows: &[usize], want_probs: bool) -> Referenc
             let krow_start = ((b * case.kv_heads + kvh) * lk + j) * d;
             let krow = &case.k[krow_start..krow_start + d];
             let mut dot = 0f64;
-            for e in 0..d {
-                dot += qrow[e] as f64 * krow[e] as f64;
+            if let (Some((a, _, _, bias, v_a)), Some(qp)) = (additive, &q_proj) {
+                // Bahdanau: Σ_a v_a[a] tanh(qp[a] + kp[a] + bias[a]).
+                let kp = &k_proj[krow_start / d];
+                for r in 0..a {
+                    let bb = bias.as_ref().map_or(0.0, |b| b[r] as f64);
+                    dot += v_a[r] as f64 * (qp[r] + kp[r] + bb).tanh();
+                }
+            } else {
+                for e in 0..d {
+                    dot += qrow[e] as f64 * krow[e] as f64;
+                }
             }
             let mut s = scale * dot;
             if let Some(m) = &case.mask {

@@ -90,3 +90,48 @@ golden!(
     single_query_decode,
     tiny_self_attention,
 );
+
+/// The additive (Bahdanau) golden files (`tests/golden/additive/`, kept apart until every variant
+/// runs them): the library's f64 reference agrees with the independent one to rounding, on out,
+/// lse and P.
+#[test]
+fn the_reference_reproduces_the_additive_golden_files() {
+    let dir = format!("{}/tests/golden/additive", env!("CARGO_MANIFEST_DIR"));
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        let case = wgpu_attention::case::Case::load(path.to_str().unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            matches!(
+                case.score,
+                Some(wgpu_attention::case::CaseScore::Additive { .. })
+            ),
+            "{} is an additive case",
+            case.name
+        );
+        let r = wgpu_attention::reference::attention(&case, case.probs.is_some());
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (1.0 + b.abs());
+        let want = case.out.as_ref().expect("expected out");
+        assert!(
+            r.out.iter().zip(want).all(|(a, b)| close(*a, *b)),
+            "{}: out",
+            case.name
+        );
+        for (a, b) in r.lse.iter().zip(case.lse.as_ref().expect("expected lse")) {
+            match b {
+                Some(b) => assert!(close(*a, *b), "{}: lse {a} vs {b}", case.name),
+                None => assert_eq!(*a, f64::NEG_INFINITY, "{}: lse", case.name),
+            }
+        }
+        if let (Some(p), Some(want)) = (&r.probs, &case.probs) {
+            assert!(
+                p.iter().zip(want).all(|(a, b)| close(*a, *b)),
+                "{}: probs",
+                case.name
+            );
+        }
+        n += 1;
+    }
+    assert_eq!(n, 8, "the eight bahdanau_* files of ../shared/golden");
+}
