@@ -21,14 +21,8 @@
 //@input mask 4 MDT
 @group(0) @binding(5) var<storage, read> key_lengths: array<u32>;
 
-// Key j is kept for query i when j - i <= causal_off(b): one offset for the call, or (causal 2,
-// over a KV cache) each sequence's own bottom-right corner.
-fn causal_off(b: u32) -> i32 {
-    if (p.causal == 2u) {
-        return i32(key_lengths[b]) - i32(p.q_len);
-    }
-    return p.causal_offset;
-}
+// causal_off and finalize_score (scale and every mask rule): shaders/score_rules.wgsl, put in
+// front of this kernel and of additive.wgsl.
 
 const WG_X: u32 = TN / 4u;
 const WG_Y: u32 = TM / 4u;
@@ -37,27 +31,6 @@ const WG: u32 = WG_X * WG_Y;
 // qs[d * (TM / 4) + r] holds rows 4r .. 4r+3 of the Q tile at head-dim element d.
 var<workgroup> qs: array<vec4<f32>, TK * TM / 4u>;
 var<workgroup> ks: array<vec4<f32>, TK * TN / 4u>;
-
-// Scale and every mask rule; returns MASKED for a key that takes no part.
-fn finalize_score(b: u32, h: u32, i: u32, j: u32, dot: f32) -> f32 {
-    var kept = true;
-    if (p.causal != 0u) {
-        kept = kept && (i32(j) - i32(i) <= causal_off(b));
-    }
-    if (p.has_key_lengths != 0u) {
-        kept = kept && (j < key_lengths[b]);
-    }
-    var sc = clamp(p.scale * dot, -SCORE_LIMIT, SCORE_LIMIT);
-    if (p.mask_kind != 0u) {
-        let m = mask_1(b * p.mask_sb + h * p.mask_sh + i * p.mask_sq + j * p.mask_sk);
-        if (p.mask_kind == 1u) {
-            kept = kept && (m != 0.0);
-        } else {
-            sc = clamp(sc + m, -SCORE_LIMIT, SCORE_LIMIT);
-        }
-    }
-    return select(MASKED, sc, kept);
-}
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn main(

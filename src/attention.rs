@@ -28,6 +28,16 @@ pub(crate) fn check_paths(ctx: &Context, shape: &Shape, opts: &AttentionOptions)
             });
         }
     }
+    if opts.additive.is_some() && matches!(opts.variant, Variant::Fused | Variant::Decode) {
+        return Err(Error::Unsupported {
+            variant: if opts.variant == Variant::Fused {
+                "fused"
+            } else {
+                "decode"
+            },
+            reason: "the additive score runs on the staged variant (use staged or auto)".into(),
+        });
+    }
     if opts.variant == Variant::Fused && !fused::supports(shape) {
         return Err(Error::Unsupported {
             variant: "fused",
@@ -92,9 +102,14 @@ pub(crate) fn validate(
 /// few queries against many keys, fused where its kernel is specialised, else staged; thresholds
 /// from the adapter's tuning row, and never a variant the known-issue table marks on the adapter
 /// (staged is the last resort even then, since something must run).
-pub(crate) fn choose_variant(ctx: &Context, requested: Variant, shape: &Shape) -> Variant {
+pub(crate) fn choose_variant(ctx: &Context, opts: &AttentionOptions, shape: &Shape) -> Variant {
+    let requested = opts.variant;
     if requested != Variant::Auto {
         return requested;
+    }
+    // The additive score has only the staged path.
+    if opts.additive.is_some() {
+        return Variant::Staged;
     }
     let t = ctx.tuning().0;
     let ok = |v| !known_issues::avoid(ctx.known_issues(), ctx.adapter_info(), v);
@@ -115,7 +130,7 @@ impl Context {
     /// (for example a subgroup size the probe did not confirm, or dims too large for the subgroup
     /// form at this size).
     pub fn explain(&self, shape: &Shape, opts: &AttentionOptions) -> String {
-        let variant = choose_variant(self, opts.variant, shape);
+        let variant = choose_variant(self, opts, shape);
         let form = |rows| {
             fused::flash_form(self, shape, opts.subgroups, opts.emulate_subgroups, rows).describe()
         };
@@ -153,7 +168,7 @@ impl Context {
             } else {
                 None
             },
-            variant: choose_variant(self, opts.variant, &s),
+            variant: choose_variant(self, opts, &s),
         };
         self.record_checked(encoder, &prob, q, k, v, opts, &out)?;
         Ok(out)
@@ -180,7 +195,7 @@ impl Context {
         if let Some(p) = &outputs.probs {
             check_output(p, TensorRole::Probs, &s.probs(), DType::F32)?;
         }
-        let variant = choose_variant(self, opts.variant, &s);
+        let variant = choose_variant(self, opts, &s);
         let outputs = AttentionOutput {
             variant,
             ..outputs.clone()

@@ -135,6 +135,14 @@ impl Case {
         }
     }
 
+    /// Whether variant `v` runs this case: every variant, except that the additive score has
+    /// only the staged path (`Auto` picks it; fused and decode are a typed `Unsupported`).
+    pub fn supports(&self, v: crate::options::Variant) -> bool {
+        use crate::options::Variant;
+        !matches!(self.score, Some(CaseScore::Additive { .. }))
+            || matches!(v, Variant::Staged | Variant::Auto)
+    }
+
     /// Reads a case file and checks it against the contract; the error says what breaks it.
     /// (Feature `serde`.)
     #[cfg(feature = "serde")]
@@ -286,11 +294,33 @@ impl Case {
             }),
             None => None,
         };
+        let additive = match &self.score {
+            Some(CaseScore::Additive {
+                attn_dim,
+                w_q,
+                w_k,
+                bias,
+                v_a,
+            }) => {
+                let (a, d) = (*attn_dim, self.head_dim);
+                Some(crate::options::AdditiveScore {
+                    w_q: Tensor::from_data(ctx, &[a, d], w_q)?,
+                    w_k: Tensor::from_data(ctx, &[a, d], w_k)?,
+                    bias: bias
+                        .as_ref()
+                        .map(|b| Tensor::from_data(ctx, &[a], b))
+                        .transpose()?,
+                    v_a: Tensor::from_data(ctx, &[a], v_a)?,
+                })
+            }
+            _ => None,
+        };
         let opts = AttentionOptions {
             scale: self.scale.map(|x| x as f32),
             causal: self.causal,
             key_lengths: self.key_lengths.clone(),
             mask,
+            additive,
             ..Default::default()
         };
         Ok((q, k, v, opts))

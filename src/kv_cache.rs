@@ -625,7 +625,7 @@ impl KvCache {
             } else {
                 None
             },
-            variant: crate::attention::choose_variant(ctx, opts.variant, &shape),
+            variant: crate::attention::choose_variant(ctx, opts, &shape),
         };
         self.record_problem(ctx, encoder, &prob, max_len, q, seqs, opts, &out)?;
         Ok(out)
@@ -652,7 +652,7 @@ impl KvCache {
         if let Some(p) = &outputs.probs {
             problem::check_output(p, TensorRole::Probs, &s.probs(), DType::F32)?;
         }
-        let variant = crate::attention::choose_variant(ctx, opts.variant, &s);
+        let variant = crate::attention::choose_variant(ctx, opts, &s);
         let out = AttentionOutput {
             variant,
             ..outputs.clone()

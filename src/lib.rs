@@ -54,6 +54,9 @@ pub use error::{Error, Result, TensorRole};
 /// The `half` crate, whose `f16` and `bf16` the 16-bit uploads and downloads take and return.
 pub use half;
 pub use kv_cache::{KvCache, KvCacheConfig, SeqId};
-pub use options::{AttentionOptions, Causal, Mask, MaskKind, Variant, DEFAULT_DISPATCH_WORK};
+pub use options::{
+    AdditiveScore, AttentionOptions, Causal, Mask, MaskKind, Variant, DEFAULT_DISPATCH_WORK,
+    MAX_ATTN_DIM,
+};
 pub use shape::Shape;
 pub use tensor::Tensor;

@@ -17,6 +17,27 @@ pub struct Mask {
     pub tensor: Tensor,
 }
 
+/// Bahdanau's additive score: `s_ij = scale · v_aᵀ tanh(W_q q_i + W_k k_j + bias)`. The weights
+/// are f32 and shared by all heads: `w_q` and `w_k` are `[attn_dim, head_dim]`, `bias` and `v_a`
+/// `[attn_dim]`, with attn_dim from 1 to [`MAX_ATTN_DIM`]. Q and K are projected once (Q W_qᵀ,
+/// K W_kᵀ); a kernel then sums the tanh terms per query–key pair into the staged path's score
+/// buffer, where the usual masks, softmax and weighted sum follow.
+///
+/// Luong's "general" score `q_iᵀ W k_j` needs no option: it is the dot product of the queries
+/// projected by Wᵀ (`q'_i = Wᵀ q_i`) with the keys, so project Q on the host or with your own
+/// kernel and call the plain attention with `scale(1.0)`.
+#[derive(Debug, Clone)]
+pub struct AdditiveScore {
+    /// `[attn_dim, head_dim]`.
+    pub w_q: Tensor,
+    /// `[attn_dim, head_dim]`.
+    pub w_k: Tensor,
+    /// `[attn_dim]`, or none.
+    pub bias: Option<Tensor>,
+    /// `[attn_dim]`.
+    pub v_a: Tensor,
+}
+
 /// Options of one attention call. `Default` is plain softmax attention with scale 1/sqrt(head_dim).
 #[derive(Debug, Clone, Default)]
 pub struct AttentionOptions {
@@ -28,6 +49,10 @@ pub struct AttentionOptions {
     pub key_lengths: Option<Vec<u32>>,
     /// A bool or additive mask, broadcast to `[batch, q_heads, q_len, kv_len]`.
     pub mask: Option<Mask>,
+    /// Bahdanau's additive score instead of the dot product (`None`: `scale · q·k`). Its scale
+    /// defaults to 1; it runs on the staged variant (`Auto` picks it; fused and decode are an
+    /// `Error::Unsupported`).
+    pub additive: Option<AdditiveScore>,
     /// Also return the log-sum-exp of each row (`-inf` for a row with no key).
     pub return_lse: bool,
     /// Also return the attention weights P, `[batch, q_heads, q_len, kv_len]` (f32).
@@ -85,6 +110,12 @@ impl AttentionOptions {
             causal: Causal::BottomRight,
             ..Default::default()
         }
+    }
+
+    /// Uses Bahdanau's additive score.
+    pub fn additive(mut self, score: AdditiveScore) -> Self {
+        self.additive = Some(score);
+        self
     }
 
     /// Sets the score scale.

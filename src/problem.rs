@@ -31,6 +31,8 @@ pub(crate) struct Problem {
     /// Bottom-right causality at each batch entry's key length instead of kv_len (attention
     /// over a KV cache, whose sequences have their own lengths).
     pub sequence_causal: bool,
+    /// Bahdanau's additive score (checked): attn_dim and the weights.
+    pub additive: Option<(usize, crate::options::AdditiveScore)>,
 }
 
 /// The block table of a call over a KV cache: row b lists sequence b's blocks (padded with 0 to
@@ -241,9 +243,15 @@ pub(crate) fn complete(
         }
     }
 
+    let additive = match &opts.additive {
+        None => None,
+        Some(a) => Some((additive_dim(ctx, a, shape.head_dim)?, a.clone())),
+    };
     let scale = match opts.scale {
         Some(s) if !s.is_finite() => return Err(Error::NonFiniteScale(s)),
         Some(s) => s,
+        // Bahdanau's score has no 1/sqrt(d) in it.
+        None if additive.is_some() => 1.0,
         None => 1.0 / (shape.head_dim as f32).sqrt(),
     };
 
@@ -276,7 +284,54 @@ pub(crate) fn complete(
         mask,
         paged: None,
         sequence_causal: false,
+        additive,
     })
+}
+
+/// Checks an additive score's weights; returns attn_dim.
+fn additive_dim(
+    ctx: &Context,
+    a: &crate::options::AdditiveScore,
+    head_dim: usize,
+) -> Result<usize> {
+    let ws = a.w_q.shape();
+    let dim = if ws.len() == 2 { ws[0] } else { 0 };
+    let invalid = |what: &str, got: &Tensor, want: String| Error::InvalidOption {
+        option: "additive",
+        got: format!(
+            "{what} of shape {:?} and dtype {}",
+            got.shape(),
+            got.dtype()
+        ),
+        expected: want,
+    };
+    if !(1..=crate::options::MAX_ATTN_DIM).contains(&dim) || ws[1] != head_dim {
+        return Err(invalid(
+            "w_q",
+            &a.w_q,
+            format!(
+                "[attn_dim, head_dim] = [1..={}, {head_dim}]",
+                crate::options::MAX_ATTN_DIM
+            ),
+        ));
+    }
+    let mat = [dim, head_dim];
+    let vec = [dim];
+    let checks: [(&str, &Tensor, &[usize]); 3] = [
+        ("w_q", &a.w_q, &mat),
+        ("w_k", &a.w_k, &mat),
+        ("v_a", &a.v_a, &vec),
+    ];
+    for (name, t, want) in checks
+        .into_iter()
+        .chain(a.bias.iter().map(|b| ("bias", b, &vec[..])))
+    {
+        if t.shape() != want || t.dtype() != DType::F32 {
+            return Err(invalid(name, t, format!("f32 of shape {want:?}")));
+        }
+        fits_binding(ctx, TensorRole::Mask, t.storage_bytes())?;
+    }
+    Ok(dim)
 }
 
 /// Checks a caller-provided output's shape and dtype.

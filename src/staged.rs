@@ -11,8 +11,8 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::fused;
 use crate::kernels::{
-    self, bind_group, chunk_flags, mask_and_lengths, params_binding, params_buffer, pv, qk,
-    softmax, storage_binding, tensor_binding, Params, FLAG_ACCUMULATE,
+    self, additive, bind_group, chunk_flags, mask_and_lengths, params_binding, params_buffer, pv,
+    qk, softmax, storage_binding, tensor_binding, Params, FLAG_ACCUMULATE,
 };
 use crate::options::AttentionOptions;
 use crate::output::AttentionOutput;
@@ -99,6 +99,11 @@ enum Step {
         param: usize,
         grid: [u32; 3],
     },
+    /// Additive scores of a chunk (instead of Qk).
+    Additive {
+        param: usize,
+        grid: [u32; 3],
+    },
     Stats {
         param: usize,
         grid: [u32; 3],
@@ -156,6 +161,22 @@ pub(crate) fn record(
         .filter(|(n, _)| *n == "DT")
         .collect();
     let pv_k = ctx.kernel(&pv::SOURCE, pv::key(pv_tile).with(pv_consts))?;
+    // Bahdanau's score: the projection and score kernels, and attn_dim.
+    let additive = match &prob.additive {
+        Some((dim, w)) => Some((
+            ctx.kernel(
+                &additive::SOURCE,
+                additive::key(false).with(prob.data_constants(false)),
+            )?,
+            ctx.kernel(
+                &additive::SOURCE,
+                additive::key(true).with(prob.data_constants(false)),
+            )?,
+            *dim,
+            w,
+        )),
+        None => None,
+    };
 
     // Score buffer: the caller's P itself when it fits the budget, else a scratch buffer per chunk.
     let row_bytes = s.kv_len as u64 * 4;
@@ -206,8 +227,27 @@ pub(crate) fn record(
             first_row as u32
         };
 
+        if let Some((_, _, dim, _)) = &additive {
+            // One invocation per score: keys in pieces of 64 per workgroup, rows (per head) in
+            // pieces within the grid's limit.
+            for (j0, jn) in pieces(s.kv_len, max_wg * additive::WG as usize) {
+                for (r0, rn) in pieces(c.rows, max_wg) {
+                    let mut p = cp;
+                    p.j0 = j0 as u32;
+                    p.jn = jn as u32;
+                    p.i0 = (c.i0 + r0) as u32;
+                    p.rows = rn as u32;
+                    p.count = *dim as u32;
+                    params.push(p);
+                    steps.push(Step::Additive {
+                        param: params.len() - 1,
+                        grid: [div_ceil(jn, additive::WG as usize), rn as u32, c.nbh as u32],
+                    });
+                }
+            }
+        }
         let d_pieces: Vec<_> = pieces(s.head_dim, qk::D_CHUNK as usize).collect();
-        for (j0, jn) in pieces(s.kv_len, qk_keys) {
+        for (j0, jn) in pieces(s.kv_len, qk_keys).filter(|_| additive.is_none()) {
             for (n, &(d0, dn)) in d_pieces.iter().enumerate() {
                 let mut p = cp;
                 p.j0 = j0 as u32;
@@ -270,6 +310,27 @@ pub(crate) fn record(
     }
     debug_assert!(chunks.iter().map(|c| c.nbh * c.rows).sum::<usize>() == total_rows);
 
+    // The projections' dispatches: rows of Q, then of K, in pieces within the grid's limit.
+    let mut projections = Vec::new();
+    if let Some((_, _, dim, _)) = &additive {
+        for (is_k, rows) in [
+            (false, heads * s.q_len),
+            (true, s.batch * s.kv_heads * s.kv_len),
+        ] {
+            for (r0, rn) in pieces(rows, max_wg) {
+                let mut p = base;
+                p.i0 = r0 as u32;
+                p.rows = rows as u32;
+                p.count = *dim as u32;
+                params.push(p);
+                projections.push((
+                    is_k,
+                    params.len() - 1,
+                    [div_ceil(*dim, additive::WG as usize), rn as u32, 1],
+                ));
+            }
+        }
+    }
     let dev = ctx.device();
     let (param_buf, stride) = params_buffer(ctx, &params);
     let scores_bytes = chunk_rows_max as u64 * row_bytes;
@@ -339,10 +400,99 @@ pub(crate) fn record(
         ],
     );
 
+    // Additive: the projections (f32 [rows, attn_dim]), recorded before the chunks, and the
+    // score kernel's bind group.
+    let additive_bg = match &additive {
+        None => None,
+        Some((proj_k, score_k, dim, w)) => {
+            let proj = |rows: usize, role| -> Result<wgpu::Buffer> {
+                let bytes = (rows * dim * 4) as u64;
+                crate::problem::fits_binding(ctx, role, bytes)?;
+                Ok(dev.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgpu-attention additive projection"),
+                    size: bytes.max(4),
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                }))
+            };
+            let qp = proj(heads * s.q_len, crate::error::TensorRole::Query)?;
+            let kp = proj(
+                s.batch * s.kv_heads * s.kv_len,
+                crate::error::TensorRole::Key,
+            )?;
+            let zeros;
+            let bias = match &w.bias {
+                Some(b) => tensor_binding(b),
+                None => {
+                    zeros = Tensor::filled(ctx, &[*dim], 0.0)?;
+                    tensor_binding(&zeros)
+                }
+            };
+            let dummy = || storage_binding(ctx.dummy_buffer(), 16);
+            let project_bg = |x: &Tensor, wt: &Tensor, y: &wgpu::Buffer| {
+                bg(
+                    &proj_k.layout,
+                    vec![
+                        params_binding(&param_buf),
+                        tensor_binding(x),
+                        tensor_binding(wt),
+                        storage_binding(y, y.size()),
+                        dummy(),
+                        dummy(),
+                        dummy(),
+                        dummy(),
+                        dummy(),
+                    ],
+                )
+            };
+            let (q_bg, k_bg) = (project_bg(q, &w.w_q, &qp), project_bg(k, &w.w_k, &kp));
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("wgpu-attention additive projections"),
+                    timestamp_writes: None,
+                });
+                pass.set_pipeline(&proj_k.pipeline);
+                for (is_k, param, grid) in &projections {
+                    let group = if *is_k { &k_bg } else { &q_bg };
+                    pass.set_bind_group(0, group, &[(*param as u64 * stride) as u32]);
+                    pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+                }
+            }
+            let (mask2, kl2) = mask_and_lengths(ctx, prob);
+            let kl2 = match &kl2 {
+                Some(b) => storage_binding(b, b.size()),
+                None => dummy(),
+            };
+            Some((
+                score_k,
+                bg(
+                    &score_k.layout,
+                    vec![
+                        params_binding(&param_buf),
+                        dummy(),
+                        storage_binding(&qp, qp.size()),
+                        scores_binding(),
+                        mask2,
+                        kl2,
+                        tensor_binding(&w.v_a),
+                        bias,
+                        storage_binding(&kp, kp.size()),
+                    ],
+                ),
+            ))
+        }
+    };
+
     let mut pass: Option<wgpu::ComputePass> = None;
     for step in &steps {
         let (kernel, group, param, grid) = match step {
             Step::Qk { param, grid } => (&qk_k, &qk_bg, *param, *grid),
+            Step::Additive { param, grid } => {
+                let (k, g) = additive_bg
+                    .as_ref()
+                    .expect("additive steps only with the score");
+                (*k, g, *param, *grid)
+            }
             Step::Stats { param, grid } => (&stats_k, &sm_bg, *param, *grid),
             Step::Normalize { param, grid } => (&norm_k, &sm_bg, *param, *grid),
             Step::Pv { param, grid } => (&pv_k, &pv_bg, *param, *grid),

@@ -345,7 +345,11 @@ fn cmd_check(ctx: &Context, variant: Variant, emulate: Option<u32>, files: &[Str
     }
     let (mut passed, mut failed) = (0, 0);
     for case in &cases {
-        for v in variants(variant) {
+        // Every variant the case runs on (an explicit --variant is tried whatever the case).
+        for v in variants(variant)
+            .into_iter()
+            .filter(|&v| variant != Variant::Auto || case.supports(v))
+        {
             let opts = AttentionOptions {
                 emulate_subgroups: emulate,
                 ..opts_for(v)

@@ -5,6 +5,7 @@
 //! is the single place where tile sizes are chosen, so a later per-adapter table or autotuner only
 //! changes the constants that go into the key.
 
+pub(crate) mod additive;
 pub mod flash;
 pub(crate) mod kv_copy;
 pub mod merge;
@@ -19,6 +20,11 @@ pub use crate::tuning::Tile;
 pub(crate) use crate::tuning::DEFAULT_TILE;
 
 pub(crate) const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
+/// common.wgsl followed by the score rules of the kernels that write scores (qk, additive).
+pub(crate) const SCORE_WGSL: &str = concat!(
+    include_str!("../../shaders/common.wgsl"),
+    include_str!("../../shaders/score_rules.wgsl")
+);
 
 /// Parameters of one dispatch. Must match `struct Params` in `shaders/common.wgsl` field for
 /// field (128 bytes); every kernel reads this one struct.
@@ -285,6 +291,8 @@ pub fn all_sources() -> Vec<(String, String)> {
             flash::subgroup_key(128, 1, false, 3, 5, 0, 0, true),
         ),
         (&subgroup_probe::SOURCE, subgroup_probe::key(32)),
+        (&additive::SOURCE, additive::key(false)),
+        (&additive::SOURCE, additive::key(true)),
         (
             &kv_copy::SOURCE,
             kv_copy::key(crate::dtype::DType::F32, false),
@@ -359,6 +367,8 @@ pub fn all_sources() -> Vec<(String, String)> {
                 flash::subgroup_key(16, 2, false, 64, 64, 0, 2, true).with(data(true)),
             ),
             (&pack::SOURCE, pack::key(dt)),
+            (&additive::SOURCE, additive::key(false).with(data(false))),
+            (&additive::SOURCE, additive::key(true).with(data(true))),
             (&kv_copy::SOURCE, kv_copy::key(dt, false)),
             (&kv_copy::SOURCE, kv_copy::key(dt, true)),
             // Attention over a KV cache: K and V through the block table.

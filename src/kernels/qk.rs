@@ -5,7 +5,7 @@ use crate::pipeline::{Binding, PipelineKey};
 
 pub(crate) const SOURCE: KernelSource = KernelSource {
     enable: "",
-    prelude: super::COMMON_WGSL,
+    prelude: super::SCORE_WGSL,
     name: "qk",
     source: include_str!("../../shaders/qk.wgsl"),
     entry: "main",
