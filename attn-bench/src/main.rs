@@ -165,6 +165,41 @@ enum Cmd {
         #[arg(long)]
         json: Option<String>,
     },
+    /// Translate a date written in a human form to ISO form with the trained translator
+    /// (translator/), its attention on this adapter: prints greedy, beam-search and sampled
+    /// translations and can draw the cross-attention weights.
+    Translate {
+        /// The date, e.g. "the 25th of march 2017".
+        text: String,
+        /// Write the greedy translation's cross-attention weights as a heatmap: SVG (labelled) or,
+        /// for a name ending in .png, PNG.
+        #[arg(long)]
+        heatmap: Option<String>,
+        /// The weights file.
+        #[arg(long, default_value = wgpu_attention_translator::WEIGHTS)]
+        weights: String,
+        /// Beam width.
+        #[arg(long, default_value_t = 4)]
+        beam: usize,
+        /// Beam search's length penalty α.
+        #[arg(long, default_value_t = 0.6)]
+        length_penalty: f64,
+        /// Sampling temperature (0: greedy).
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
+        /// Sampling: keep the k most likely tokens (0: all).
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        /// Sampling: nucleus probability.
+        #[arg(long, default_value_t = 0.9)]
+        top_p: f64,
+        /// Sampling seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Activations of the attention calls in f16 (default f32).
+        #[arg(long)]
+        f16: bool,
+    },
     /// Measure the adapter's ceilings: f32 (and f16) FMA throughput, copy bandwidth.
     Peak {
         /// Write the figures as JSON.
@@ -1146,6 +1181,44 @@ fn main() -> ExitCode {
             cmd_conformance(&ctx, &set, *all_adapters, json.as_deref())
         }
         Some(Cmd::Tune { quick, json }) => cmd_tune(&cli, &ctx, *quick, json.as_deref()),
+        Some(Cmd::Translate {
+            text,
+            heatmap,
+            weights,
+            beam,
+            length_penalty,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            f16,
+        }) => {
+            let set = bench::translate::Settings {
+                text: text.clone(),
+                weights: weights.clone(),
+                beam: *beam,
+                length_penalty: *length_penalty,
+                temperature: *temperature,
+                top_k: *top_k,
+                top_p: *top_p,
+                seed: *seed,
+                heatmap: heatmap.clone(),
+                f16: *f16,
+            };
+            match bench::translate::run(&ctx, &set) {
+                Ok(lines) => {
+                    println!("input:    {text}");
+                    for l in lines {
+                        println!("{l}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Some(Cmd::Cache {
             lengths,
             heads,

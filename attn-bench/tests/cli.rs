@@ -242,3 +242,34 @@ fn cache_checks_paged_against_contiguous_and_times_appends() {
     assert!(c["paged_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(c["append_ms"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn translate_prints_every_decoding_method_and_draws_the_heatmap() {
+    let dir = std::env::temp_dir();
+    let svg = dir.join(format!("attn-heatmap-{}.svg", std::process::id()));
+    let png = dir.join(format!("attn-heatmap-{}.png", std::process::id()));
+    for path in [&svg, &png] {
+        let out = bench()
+            .args(["translate", "the 25th of march 2017", "--heatmap"])
+            .arg(path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        for line in ["greedy:   2017-03-25", "beam 4:   2017-03-25", "sampled:"] {
+            assert!(stdout.contains(line), "{line:?} in {stdout}");
+        }
+        let bytes = std::fs::read(path).unwrap();
+        let _ = std::fs::remove_file(path);
+        if path == &png {
+            assert_eq!(&bytes[1..4], b"PNG");
+        } else {
+            let text = String::from_utf8(bytes).unwrap();
+            // One cell per (output token incl. the end, source character).
+            assert_eq!(text.matches("<rect x=").count(), 11 * 22, "{text}");
+        }
+    }
+    let out = bench().args(["translate", "☃"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not in the vocabulary"));
+}

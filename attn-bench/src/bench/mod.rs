@@ -9,4 +9,5 @@ pub mod peak;
 pub mod plot;
 pub mod sweep;
 pub mod timer;
+pub mod translate;
 pub mod tune;
