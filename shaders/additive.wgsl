@@ -1,7 +1,8 @@
 // Bahdanau's additive score, for the staged path: projection, then scores.
 //
-// `project`: Y[r, a] = Σ_d X[r, d] · W[a, d] for rows r of Q (or K), in f32. One invocation per
-// output (x: a, y: row within this dispatch, starting at p.i0); its loop runs over the head dim.
+// `project`: Y[r, a] = Σ_d X[r, d] · W[a, d] for rows r of Q (or K), in f32, as a tiled product:
+// a workgroup computes 8 rows by 8 outputs (x: outputs, y: rows from p.i0), its loop running over
+// the head dim in tiles of 8 (head_dim / 8 trips).
 //
 // `scores`: s_ij = scale · Σ_a v_a[a] · tanh(qp[i, a] + kp[j, a] + bias[a]), then the causal rule,
 // key lengths and masks (score_rules.wgsl), into the score buffer exactly where qk.wgsl writes,
@@ -27,21 +28,45 @@
 @group(0) @binding(7) var<storage, read> bias: array<f32>;
 @group(0) @binding(8) var<storage, read> kp: array<f32>;
 
+// The projection's tiles: 8 rows (or weight rows) by 8 head-dim elements.
+var<workgroup> xs: array<f32, 64>;
+var<workgroup> ws: array<f32, 64>;
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let a_dim = p.count;
     if (ENTRY == 0u) {
-        // project: rows of this dispatch start at p.i0; p.rows rows in all.
-        let a = wid.x * 64u + li;
-        let r = p.i0 + wid.y;
-        if (a >= a_dim || r >= p.rows) {
-            return;
-        }
+        // project, tiled: this workgroup's 8 rows (from p.i0 + 8·wid.y) by 8 outputs (from
+        // 8·wid.x); tiles of 8 head-dim elements of X and W staged in workgroup memory, each
+        // loaded element serving 8 products. Loads past the edges read 0, so every invocation
+        // reaches every barrier.
+        let lr = li / 8u;
+        let la = li % 8u;
+        let r = p.i0 + wid.y * 8u + lr;
+        let a = wid.x * 8u + la;
+        let wa_row = wid.x * 8u + lr;
         var acc = 0.0;
-        for (var d = 0u; d < p.head_dim; d++) {
-            acc = fma(x_1(r * p.head_dim + d), w[a * p.head_dim + d], acc);
+        for (var d0 = 0u; d0 < p.head_dim; d0 += 8u) {
+            let d = d0 + la;
+            var xv = 0.0;
+            if (r < p.rows && d < p.head_dim) {
+                xv = x_1(r * p.head_dim + d);
+            }
+            var wv = 0.0;
+            if (wa_row < a_dim && d < p.head_dim) {
+                wv = w[wa_row * p.head_dim + d];
+            }
+            xs[li] = xv;
+            ws[li] = wv;
+            workgroupBarrier();
+            for (var k = 0u; k < 8u; k++) {
+                acc = fma(xs[lr * 8u + k], ws[la * 8u + k], acc);
+            }
+            workgroupBarrier();
         }
-        y[r * a_dim + a] = acc;
+        if (r < p.rows && a < a_dim) {
+            y[r * a_dim + a] = acc;
+        }
         return;
     }
     // scores: x is unused here; w holds qp, y the score buffer.

@@ -317,7 +317,8 @@ pub(crate) fn record(
             (false, heads * s.q_len),
             (true, s.batch * s.kv_heads * s.kv_len),
         ] {
-            for (r0, rn) in pieces(rows, max_wg) {
+            // Tiles of 8 rows by 8 outputs (additive.wgsl).
+            for (r0, rn) in pieces(rows, max_wg * 8) {
                 let mut p = base;
                 p.i0 = r0 as u32;
                 p.rows = rows as u32;
@@ -326,7 +327,7 @@ pub(crate) fn record(
                 projections.push((
                     is_k,
                     params.len() - 1,
-                    [div_ceil(*dim, additive::WG as usize), rn as u32, 1],
+                    [div_ceil(*dim, 8), div_ceil(rn, 8), 1],
                 ));
             }
         }
