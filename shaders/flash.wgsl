@@ -32,28 +32,8 @@
 @group(0) @binding(6) var<storage, read_write> lse: array<u32>;
 //@input mask 7 MDT
 @group(0) @binding(8) var<storage, read> key_lengths: array<u32>;
-// With PAGED, the KV cache's block table (a dummy otherwise).
-@group(0) @binding(9) var<storage, read> block_table: array<u32>;
-
-// Row of key j of (batch b, key/value head kvh) in k and v: contiguous [batch, kv_heads, kv_len,
-// dim], or with PAGED a KV cache's pool [blocks, kv_heads, page_size, dim] through the block table
-// (kv_cache.rs), so no gathered copy of the cache is needed.
-fn kv_row(b: u32, kvh: u32, j: u32) -> u32 {
-    if (PAGED != 0u) {
-        let blk = block_table[b * p.page_stride + j / p.page_size];
-        return (blk * p.kv_heads + kvh) * p.page_size + j % p.page_size;
-    }
-    return (b * p.kv_heads + kvh) * p.kv_len + j;
-}
-
-// Key j is kept for query i when j - i <= causal_off(b): one offset for the call, or (causal 2,
-// over a KV cache) each sequence's own bottom-right corner.
-fn causal_off(b: u32) -> i32 {
-    if (p.causal == 2u) {
-        return i32(key_lengths[b]) - i32(p.q_len);
-    }
-    return p.causal_offset;
-}
+// kv_row (the KV cache's block table, with PAGED) and causal_off: shaders/keys.wgsl and
+// shaders/paged.wgsl, put in front of this kernel.
 
 const DK4: u32 = DK / 4u;
 const DV4: u32 = DV / 4u;

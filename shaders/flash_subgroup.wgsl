@@ -48,26 +48,7 @@
 @group(0) @binding(6) var<storage, read_write> lse: array<u32>;
 //@input mask 7 MDT
 @group(0) @binding(8) var<storage, read> key_lengths: array<u32>;
-// With PAGED, the KV cache's block table (a dummy otherwise).
-@group(0) @binding(9) var<storage, read> block_table: array<u32>;
-
-// Row of key j of (batch b, key/value head kvh) in k and v: contiguous, or with PAGED a KV cache's
-// pool [blocks, kv_heads, page_size, dim] through the block table (as in flash.wgsl).
-fn kv_row(b: u32, kvh: u32, j: u32) -> u32 {
-    if (PAGED != 0u) {
-        let blk = block_table[b * p.page_stride + j / p.page_size];
-        return (blk * p.kv_heads + kvh) * p.page_size + j % p.page_size;
-    }
-    return (b * p.kv_heads + kvh) * p.kv_len + j;
-}
-
-// One causal offset for the call, or (causal 2, over a KV cache) each sequence's own.
-fn causal_off(b: u32) -> i32 {
-    if (p.causal == 2u) {
-        return i32(key_lengths[b]) - i32(p.q_len);
-    }
-    return p.causal_offset;
-}
+// kv_row and causal_off: shaders/paged.wgsl and shaders/keys.wgsl, put in front of this kernel.
 
 // Score of query i against key j after clamping, causal masking, key lengths and the mask:
 // MASKED when the key is not kept.

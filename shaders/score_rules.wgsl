@@ -1,15 +1,7 @@
-// Shared by the kernels that write the staged path's score buffer (qk.wgsl, additive.wgsl): the
-// causal offset and every mask rule, applied to a raw score. Put after common.wgsl in front of
-// those kernels; each declares `key_lengths` and the `mask` input.
-
-// Key j is kept for query i when j - i <= causal_off(b): one offset for the call, or (causal 2,
-// over a KV cache) each sequence's own bottom-right corner.
-fn causal_off(b: u32) -> i32 {
-    if (p.causal == 2u) {
-        return i32(key_lengths[b]) - i32(p.q_len);
-    }
-    return p.causal_offset;
-}
+// Shared by the kernels that write the staged path's score buffer (qk.wgsl, additive.wgsl): scale
+// and every mask rule, applied to a raw score (the causal offset is keys.wgsl's). Put after
+// common.wgsl and keys.wgsl in front of those kernels; each declares `key_lengths` and the `mask`
+// input.
 
 // Scale and every mask rule; returns MASKED for a key that takes no part.
 fn finalize_score(b: u32, h: u32, i: u32, j: u32, dot: f32) -> f32 {

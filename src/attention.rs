@@ -124,6 +124,30 @@ pub(crate) fn choose_variant(ctx: &Context, opts: &AttentionOptions, shape: &Sha
     }
 }
 
+/// Fresh outputs of a checked call: O in its dtype, lse and P (f32) where asked for, and the
+/// variant the call runs.
+pub(crate) fn new_outputs(
+    ctx: &Context,
+    prob: &Problem,
+    opts: &AttentionOptions,
+) -> Result<AttentionOutput> {
+    let s = prob.shape;
+    Ok(AttentionOutput {
+        out: Tensor::empty(ctx, &s.out(), prob.out_dtype)?,
+        lse: if opts.return_lse {
+            Some(Tensor::empty(ctx, &s.lse(), DType::F32)?)
+        } else {
+            None
+        },
+        probs: if opts.return_probs {
+            Some(Tensor::empty(ctx, &s.probs(), DType::F32)?)
+        } else {
+            None
+        },
+        variant: choose_variant(ctx, opts, &s),
+    })
+}
+
 impl Context {
     /// What a call of this shape with these options runs, in words: the variant (the automatic
     /// choice resolved) and its kernel form, with the reason where a faster form was not taken
@@ -155,21 +179,7 @@ impl Context {
         opts: &AttentionOptions,
     ) -> Result<AttentionOutput> {
         let prob = validate(self, q, k, v, opts)?;
-        let s = prob.shape;
-        let out = AttentionOutput {
-            out: Tensor::empty(self, &s.out(), prob.out_dtype)?,
-            lse: if opts.return_lse {
-                Some(Tensor::empty(self, &s.lse(), DType::F32)?)
-            } else {
-                None
-            },
-            probs: if opts.return_probs {
-                Some(Tensor::empty(self, &s.probs(), DType::F32)?)
-            } else {
-                None
-            },
-            variant: choose_variant(self, opts, &s),
-        };
+        let out = new_outputs(self, &prob, opts)?;
         self.record_checked(encoder, &prob, q, k, v, opts, &out)?;
         Ok(out)
     }

@@ -112,6 +112,46 @@ impl std::fmt::Debug for KvCache {
     }
 }
 
+/// The pieces of positions `from..to` of a sequence holding `blocks`, one per (head, block):
+/// `(head, first position, its row in the pool, positions)`, every piece contiguous in the pool.
+fn pieces(
+    c: &KvCacheConfig,
+    blocks: &[u32],
+    from: usize,
+    to: usize,
+) -> Vec<(usize, usize, usize, usize)> {
+    let bs = c.block_size;
+    let mut out = Vec::new();
+    for h in 0..c.kv_heads {
+        let mut p = from;
+        while p < to {
+            let count = (bs - p % bs).min(to - p);
+            let row = (blocks[p / bs] as usize * c.kv_heads + h) * bs + p % bs;
+            out.push((h, p, row, count));
+            p += count;
+        }
+    }
+    out
+}
+
+/// The K and V copies of `count` rows from row `src_row` to row `dst_row`.
+fn push_runs(
+    c: &KvCacheConfig,
+    runs_k: &mut Vec<Run>,
+    runs_v: &mut Vec<Run>,
+    src_row: usize,
+    dst_row: usize,
+    count: usize,
+) {
+    for (runs, d) in [(runs_k, c.head_dim), (runs_v, c.value_dim)] {
+        runs.push(Run {
+            src: (src_row * d) as u32,
+            dst: (dst_row * d) as u32,
+            len: (count * d) as u32,
+        });
+    }
+}
+
 /// A tensor's whole binding range, as the copy kernel takes it.
 fn words(t: &Tensor) -> kv_copy::Words<'_> {
     (t.buffer(), t.offset(), t.storage_bytes())
@@ -455,26 +495,9 @@ impl KvCache {
                 q.blocks.push(b);
             }
             // One run per (head, block piece): positions len .. len+n of this sequence.
-            for h in 0..c.kv_heads {
-                let mut p = q.len;
-                while p < q.len + n {
-                    let blk = q.blocks[p / bs] as usize;
-                    let off = p % bs;
-                    let count = (bs - off).min(q.len + n - p);
-                    let src_row = (si * c.kv_heads + h) * n + (p - q.len);
-                    let dst_row = (blk * c.kv_heads + h) * bs + off;
-                    runs_k.push(Run {
-                        src: (src_row * c.head_dim) as u32,
-                        dst: (dst_row * c.head_dim) as u32,
-                        len: (count * c.head_dim) as u32,
-                    });
-                    runs_v.push(Run {
-                        src: (src_row * c.value_dim) as u32,
-                        dst: (dst_row * c.value_dim) as u32,
-                        len: (count * c.value_dim) as u32,
-                    });
-                    p += count;
-                }
+            for (h, p, pool_row, count) in pieces(&c, &q.blocks, q.len, q.len + n) {
+                let src_row = (si * c.kv_heads + h) * n + (p - q.len);
+                push_runs(&c, &mut runs_k, &mut runs_v, src_row, pool_row, count);
             }
             q.len += n;
             self.seqs[s.index()] = Some(q);
@@ -521,42 +544,21 @@ impl KvCache {
         max_len: usize,
     ) -> Result<(Tensor, Tensor)> {
         let c = self.cfg;
-        let k = Tensor::filled_as(
-            ctx,
-            &[seqs.len(), c.kv_heads, max_len, c.head_dim],
-            0.0,
-            c.dtype,
-        )?;
-        let v = Tensor::filled_as(
+        // New buffers: WebGPU zero-initializes them, so positions past a length read 0 with no
+        // upload of zeros from the host.
+        let k = Tensor::empty(ctx, &[seqs.len(), c.kv_heads, max_len, c.head_dim], c.dtype)?;
+        let v = Tensor::empty(
             ctx,
             &[seqs.len(), c.kv_heads, max_len, c.value_dim],
-            0.0,
             c.dtype,
         )?;
-        let bs = c.block_size;
         let mut runs_k = Vec::new();
         let mut runs_v = Vec::new();
         for (si, &s) in seqs.iter().enumerate() {
             let q = self.seq("gather", s)?;
-            for h in 0..c.kv_heads {
-                let mut p = 0;
-                while p < q.len {
-                    let blk = q.blocks[p / bs] as usize;
-                    let count = (bs - p % bs).min(q.len - p);
-                    let src_row = (blk * c.kv_heads + h) * bs + p % bs;
-                    let dst_row = (si * c.kv_heads + h) * max_len + p;
-                    runs_k.push(Run {
-                        src: (src_row * c.head_dim) as u32,
-                        dst: (dst_row * c.head_dim) as u32,
-                        len: (count * c.head_dim) as u32,
-                    });
-                    runs_v.push(Run {
-                        src: (src_row * c.value_dim) as u32,
-                        dst: (dst_row * c.value_dim) as u32,
-                        len: (count * c.value_dim) as u32,
-                    });
-                    p += count;
-                }
+            for (h, p, pool_row, count) in pieces(&c, &q.blocks, 0, q.len) {
+                let dst_row = (si * c.kv_heads + h) * max_len + p;
+                push_runs(&c, &mut runs_k, &mut runs_v, pool_row, dst_row, count);
             }
         }
         kv_copy::record(
@@ -612,21 +614,7 @@ impl KvCache {
         opts: &AttentionOptions,
     ) -> Result<AttentionOutput> {
         let (prob, max_len) = self.problem(ctx, q, seqs, opts)?;
-        let shape = prob.shape;
-        let out = AttentionOutput {
-            out: Tensor::empty(ctx, &shape.out(), prob.out_dtype)?,
-            lse: if opts.return_lse {
-                Some(Tensor::empty(ctx, &shape.lse(), DType::F32)?)
-            } else {
-                None
-            },
-            probs: if opts.return_probs {
-                Some(Tensor::empty(ctx, &shape.probs(), DType::F32)?)
-            } else {
-                None
-            },
-            variant: crate::attention::choose_variant(ctx, opts, &shape),
-        };
+        let out = crate::attention::new_outputs(ctx, &prob, opts)?;
         self.record_problem(ctx, encoder, &prob, max_len, q, seqs, opts, &out)?;
         Ok(out)
     }

@@ -74,7 +74,8 @@ impl KernelSource {
         // Switches that most keys leave off are 0 where the key does not name them, so the keys
         // (and labels) of kernels that do not use them stay as they were.
         for name in OFF_BY_DEFAULT {
-            if self.source.contains(name) && !constants.iter().any(|(n, _)| *n == name) {
+            let used = self.source.contains(name) || self.prelude.contains(name);
+            if used && !constants.iter().any(|(n, _)| *n == name) {
                 code.push_str(&format!("const {name}: u32 = 0u;\n"));
             }
         }

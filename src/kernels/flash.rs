@@ -7,7 +7,7 @@ use crate::tuning::Tuning;
 
 pub(crate) const SOURCE: KernelSource = KernelSource {
     enable: "",
-    prelude: super::COMMON_WGSL,
+    prelude: super::FLASH_WGSL,
     name: "flash",
     source: include_str!("../../shaders/flash.wgsl"),
     entry: "main",
@@ -29,7 +29,7 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
 pub(crate) const SUBGROUP_SOURCE: KernelSource = KernelSource {
     // naga 30 enables subgroup builtins through Features::SUBGROUP, not an `enable` directive.
     enable: "",
-    prelude: super::COMMON_WGSL,
+    prelude: super::FLASH_WGSL,
     name: "flash_subgroup",
     source: include_str!("../../shaders/flash_subgroup.wgsl"),
     entry: "main",

@@ -20,10 +20,19 @@ pub use crate::tuning::Tile;
 pub(crate) use crate::tuning::DEFAULT_TILE;
 
 pub(crate) const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
-/// common.wgsl followed by the score rules of the kernels that write scores (qk, additive).
+/// common.wgsl followed by the causal offset and the score rules of the kernels that write
+/// scores (qk, additive).
 pub(crate) const SCORE_WGSL: &str = concat!(
     include_str!("../../shaders/common.wgsl"),
+    include_str!("../../shaders/keys.wgsl"),
     include_str!("../../shaders/score_rules.wgsl")
+);
+/// common.wgsl followed by the causal offset and the K/V row addressing of the fused kernel's
+/// forms (flash, flash_subgroup).
+pub(crate) const FLASH_WGSL: &str = concat!(
+    include_str!("../../shaders/common.wgsl"),
+    include_str!("../../shaders/keys.wgsl"),
+    include_str!("../../shaders/paged.wgsl")
 );
 
 /// Parameters of one dispatch. Must match `struct Params` in `shaders/common.wgsl` field for

@@ -82,11 +82,9 @@ impl<'a> Gpu<'a> {
 
 impl Attention for Gpu<'_> {
     fn reset(&mut self, batch: usize) -> Result<()> {
+        // The caches are made at the first decoder step, which knows the heads and dims.
+        let _ = batch;
         self.caches.clear();
-        for _ in 0..self.layers {
-            // Heads and head_dim are known at the first call; sized then.
-            let _ = batch;
-        }
         Ok(())
     }
 
@@ -143,11 +141,13 @@ impl Attention for Gpu<'_> {
                 self.caches.push((cache, seqs));
             }
         }
+        let (qt, kt, vt) = (
+            self.upload(q, &s.q())?,
+            self.upload(k, &s.k())?,
+            self.upload(v, &s.v())?,
+        );
         let (cache, seqs) = &mut self.caches[layer];
-        let kt = Tensor::from_f32(self.ctx, &s.k(), k, self.dtype)?;
-        let vt = Tensor::from_f32(self.ctx, &s.v(), v, self.dtype)?;
         cache.append(self.ctx, seqs, &kt, &vt)?;
-        let qt = Tensor::from_f32(self.ctx, &s.q(), q, self.dtype)?;
         let opts = AttentionOptions {
             variant: Variant::Decode,
             output_f32: true,

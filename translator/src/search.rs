@@ -32,14 +32,16 @@ fn log_softmax(x: &[f32]) -> Vec<f64> {
     x.iter().map(|&v| v as f64 - lse).collect()
 }
 
-/// Greedy search for B sequences: the most likely token at every step, until `eos` or
-/// `max_steps` tokens. Returns each sequence's tokens (without `bos` and `eos`).
-pub fn greedy(
+/// Runs B sequences token by token, `pick` choosing each next token from its logits, until
+/// every sequence has produced `eos` or `max_steps` tokens. Returns each sequence's tokens
+/// (without `bos` and `eos`).
+fn token_by_token(
     step: &mut dyn Step,
     batch: usize,
     bos: u32,
     eos: u32,
     max_steps: usize,
+    mut pick: impl FnMut(&[f32]) -> u32,
 ) -> Result<Vec<Vec<u32>>> {
     let mut tokens = vec![bos; batch];
     let mut out = vec![Vec::new(); batch];
@@ -47,7 +49,7 @@ pub fn greedy(
     for pos in 0..max_steps {
         let logits = step.step(&tokens, pos)?;
         for b in 0..batch {
-            let t = argmax(&logits[b]);
+            let t = pick(&logits[b]);
             tokens[b] = t;
             if !done[b] {
                 if t == eos {
@@ -62,6 +64,18 @@ pub fn greedy(
         }
     }
     Ok(out)
+}
+
+/// Greedy search for B sequences: the most likely token at every step, until `eos` or
+/// `max_steps` tokens. Returns each sequence's tokens (without `bos` and `eos`).
+pub fn greedy(
+    step: &mut dyn Step,
+    batch: usize,
+    bos: u32,
+    eos: u32,
+    max_steps: usize,
+) -> Result<Vec<Vec<u32>>> {
+    token_by_token(step, batch, bos, eos, max_steps, argmax)
 }
 
 /// Beam search options.
@@ -196,27 +210,9 @@ pub fn sample(
         });
     }
     let mut rng = SeededRng::seed_from_u64(opts.seed);
-    let mut tokens = vec![bos; batch];
-    let mut out = vec![Vec::new(); batch];
-    let mut done = vec![false; batch];
-    for pos in 0..max_steps {
-        let logits = step.step(&tokens, pos)?;
-        for b in 0..batch {
-            let t = pick(&logits[b], opts, &mut rng);
-            tokens[b] = t;
-            if !done[b] {
-                if t == eos {
-                    done[b] = true;
-                } else {
-                    out[b].push(t);
-                }
-            }
-        }
-        if done.iter().all(|&d| d) {
-            break;
-        }
-    }
-    Ok(out)
+    token_by_token(step, batch, bos, eos, max_steps, |l| {
+        pick(l, opts, &mut rng)
+    })
 }
 
 /// One token drawn from `logits` under the sampling options.
