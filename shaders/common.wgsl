@@ -58,6 +58,14 @@ const NEG_INF_BITS: u32 = 0xff800000u;
 // Bit pattern of a quiet NaN, written (never computed) where a kernel found that the device broke a
 // promise it relies on (flash_subgroup.wgsl), so that the failure shows instead of wrong numbers.
 const NAN_BITS: u32 = 0x7fc00000u;
+// The same NaN as a value, read from a private variable: WGSL makes a constant expression that
+// evaluates to NaN a shader-creation error, which Tint (Dawn, Chrome) enforces and naga does not
+// (`bitcast<f32>(NAN_BITS)` compiled on wgpu and was rejected by Tint: found by the Dawn replay
+// suite). A variable's value is not a constant expression.
+var<private> nan_bits_runtime: u32 = NAN_BITS;
+fn nan_f32() -> f32 {
+    return bitcast<f32>(nan_bits_runtime);
+}
 // The (m, l) a split writes in that case: l < 0 never happens otherwise (merge.wgsl).
 const BROKEN_STATS: vec2<f32> = vec2<f32>(0.0, -1.0);
 

@@ -164,8 +164,8 @@ fn out_factor(l: f32, finalize: bool) -> f32 {
 
 // An output value, or NaN where the workgroup was not one full subgroup.
 fn guard4(x: vec4<f32>, full: bool) -> vec4<f32> {
-    return select(bitcast<vec4<f32>>(vec4<u32>(NAN_BITS)), x, full);
+    return select(vec4<f32>(nan_f32()), x, full);
 }
 fn guard1(x: f32, full: bool) -> f32 {
-    return select(bitcast<f32>(NAN_BITS), x, full);
+    return select(nan_f32(), x, full);
 }

@@ -60,7 +60,7 @@ fn main(
     for (var c = 0u; c < 4u; c++) {
         let e = 4u * t + c;
         if (e < p.value_dim) {
-            o[row * p.value_dim + e] = select(acc[c] * inv, bitcast<f32>(NAN_BITS), broken);
+            o[row * p.value_dim + e] = select(acc[c] * inv, nan_f32(), broken);
         }
     }
     if (t == 0u) {

@@ -412,6 +412,7 @@ impl Context {
                 None => self.record_attention(&mut enc, q, k, v, opts)?,
             };
             self.queue().submit([enc.finish()]);
+            crate::trace::submit();
             Ok(out)
         })??;
         Ok(out)

@@ -360,17 +360,21 @@ fn expected_from_file(case: &Case) -> Option<Reference> {
     })
 }
 
-/// Runs `case` on the GPU through the public API into NaN-poisoned outputs, and compares with the
-/// case's own expected results when it has them, else with the f64 CPU reference (on
-/// `sample_rows` evenly spread query rows when given, every row otherwise). The probabilities are
-/// requested and checked when `opts.return_probs` is set or the case file carries them.
-pub async fn verify(
-    ctx: &Context,
-    case: &Case,
-    opts: &AttentionOptions,
-    sample: Option<usize>,
-    tol: Tolerance,
-) -> Result<Report> {
+/// One case made ready to run: its inputs and NaN-poisoned outputs on the device, and what to
+/// compare them with.
+struct Prepared {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    opts: AttentionOptions,
+    outputs: AttentionOutput,
+    lse: Tensor,
+    want_probs: bool,
+    out_dtype: DType,
+    from_file: Option<Reference>,
+}
+
+fn prepare(ctx: &Context, case: &Case, opts: &AttentionOptions) -> Result<Prepared> {
     let (q, k, v, mut o) = case.upload(ctx)?;
     o.variant = opts.variant;
     o.max_scratch_bytes = opts.max_scratch_bytes;
@@ -388,10 +392,10 @@ pub async fn verify(
         case.dtype
     };
     let s = case.shape();
-    let lse_t = Tensor::filled(ctx, &s.lse(), f32::NAN)?;
+    let lse = Tensor::filled(ctx, &s.lse(), f32::NAN)?;
     let outputs = AttentionOutput {
         out: Tensor::filled_as(ctx, &s.out(), f32::NAN, out_dtype)?,
-        lse: Some(lse_t.clone()),
+        lse: Some(lse.clone()),
         probs: if want_probs {
             Some(Tensor::filled(ctx, &s.probs(), f32::NAN)?)
         } else {
@@ -399,29 +403,200 @@ pub async fn verify(
         },
         variant: opts.variant,
     };
-    let variant = ctx.attention_into(&q, &k, &v, &o, &outputs).await?;
-    let out = outputs.out.read(ctx).await?;
-    let lse = lse_t.read(ctx).await?;
-    let probs = match &outputs.probs {
-        Some(p) => Some(p.read(ctx).await?),
+    Ok(Prepared {
+        q,
+        k,
+        v,
+        opts: o,
+        outputs,
+        lse,
+        want_probs,
+        out_dtype,
+        from_file,
+    })
+}
+
+impl Prepared {
+    /// The expected results: the file's, or the reference on the sampled rows.
+    fn expected(&mut self, case: &Case, sample: Option<usize>) -> Reference {
+        match self.from_file.take() {
+            Some(e) => e,
+            None => {
+                let s = case.shape();
+                let total = s.batch * s.q_heads * s.q_len;
+                let rows = sample_rows(total, sample.unwrap_or(total));
+                reference::attention_rows(case, &rows, self.want_probs)
+            }
+        }
+    }
+}
+
+/// Runs `case` on the GPU through the public API into NaN-poisoned outputs, and compares with the
+/// case's own expected results when it has them, else with the f64 CPU reference (on
+/// `sample_rows` evenly spread query rows when given, every row otherwise). The probabilities are
+/// requested and checked when `opts.return_probs` is set or the case file carries them.
+pub async fn verify(
+    ctx: &Context,
+    case: &Case,
+    opts: &AttentionOptions,
+    sample: Option<usize>,
+    tol: Tolerance,
+) -> Result<Report> {
+    let mut p = prepare(ctx, case, opts)?;
+    let variant = ctx
+        .attention_into(&p.q, &p.k, &p.v, &p.opts, &p.outputs)
+        .await?;
+    let out = p.outputs.out.read(ctx).await?;
+    let lse = p.lse.read(ctx).await?;
+    let probs = match &p.outputs.probs {
+        Some(t) => Some(t.read(ctx).await?),
         None => None,
     };
-    let expected = match from_file {
-        Some(e) => e,
-        None => {
-            let total = s.batch * s.q_heads * s.q_len;
-            let rows = sample_rows(total, sample.unwrap_or(total));
-            reference::attention_rows(case, &rows, want_probs)
-        }
-    };
+    let expected = p.expected(case, sample);
     let got = Got {
         out: &out,
         lse: Some(&lse),
         probs: probs.as_deref(),
     };
     Ok(compare(
-        &case.name, variant, &s, &got, &expected, tol, out_dtype,
+        &case.name,
+        variant,
+        &case.shape(),
+        &got,
+        &expected,
+        tol,
+        p.out_dtype,
     ))
+}
+
+/// A case recorded for replay on another WebGPU implementation ([`record`]): the trace of its
+/// attention call, whose outputs are named `out`, `lse` and (when asked for) `probs`, and what to
+/// compare the replay's results with.
+pub struct Recorded {
+    /// The GPU work of the call, with inputs and poisoned outputs as they were before it.
+    pub trace: crate::trace::Trace,
+    /// The variant the call ran.
+    pub variant: Variant,
+    /// The expected results (the case file's, or the f64 reference on the sampled rows).
+    pub expected: Reference,
+    /// The dtype O was written in.
+    pub out_dtype: DType,
+    name: String,
+    shape: Shape,
+}
+
+/// Runs `case` as [`verify`] does, recording the call's GPU work ([`crate::trace`]). The result
+/// on this device is not compared here: the trace is for replaying elsewhere, and
+/// [`Recorded::compare`] checks the replay's outputs.
+pub fn record(
+    ctx: &Context,
+    case: &Case,
+    opts: &AttentionOptions,
+    sample: Option<usize>,
+) -> Result<Recorded> {
+    let mut p = prepare(ctx, case, opts)?;
+    // Uploads are queued writes: settle them so that the trace reads the inputs as uploaded.
+    ctx.wait_idle(None)?;
+    let (variant, trace) = crate::trace::record(|| -> Result<Variant> {
+        let variant = ctx.attention_into_blocking(&p.q, &p.k, &p.v, &p.opts, &p.outputs)?;
+        let name = |n: &str, t: &Tensor| {
+            crate::trace::output(
+                ctx.device(),
+                ctx.queue(),
+                n,
+                t.buffer(),
+                t.offset(),
+                t.storage_bytes(),
+            )
+        };
+        name("out", &p.outputs.out);
+        name("lse", &p.lse);
+        if let Some(t) = &p.outputs.probs {
+            name("probs", t);
+        }
+        Ok(variant)
+    });
+    let variant = variant?;
+    if !trace.errors.is_empty() {
+        return Err(crate::error::Error::Gpu {
+            during: "trace recording",
+            message: trace.errors.join("; "),
+        });
+    }
+    let expected = p.expected(case, sample);
+    Ok(Recorded {
+        trace,
+        variant,
+        expected,
+        out_dtype: p.out_dtype,
+        name: case.name.clone(),
+        shape: case.shape(),
+    })
+}
+
+impl Recorded {
+    /// Compares a replay's output regions (the bytes of `out`, `lse` and `probs`, in the order
+    /// of [`crate::trace::Trace::outputs`]) with the expected results, under `tol`.
+    pub fn compare(&self, regions: &[Vec<u8>], tol: Tolerance) -> Report {
+        let s = &self.shape;
+        let f32s = |b: &[u8], n: usize| -> Vec<f32> {
+            b.chunks_exact(4)
+                .take(n)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let n_out = s.batch * s.q_heads * s.q_len * s.value_dim;
+        let empty = Vec::new();
+        let region = |i: usize| regions.get(i).unwrap_or(&empty);
+        let out: Vec<f32> = match self.out_dtype {
+            DType::F32 => f32s(region(0), n_out),
+            dt => region(0)
+                .chunks_exact(2)
+                .take(n_out)
+                .map(|c| dt.from_bits16(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+        };
+        let lse = f32s(region(1), s.batch * s.q_heads * s.q_len);
+        let probs =
+            (regions.len() > 2).then(|| f32s(region(2), s.batch * s.q_heads * s.q_len * s.kv_len));
+        let mut report = if out.len() < n_out {
+            let mut r = compare(
+                &self.name,
+                self.variant,
+                s,
+                &Got {
+                    out: &vec![f32::NAN; n_out],
+                    lse: None,
+                    probs: None,
+                },
+                &self.expected,
+                tol,
+                self.out_dtype,
+            );
+            r.passed = false;
+            r.failures.insert(
+                0,
+                format!("the replay returned {} of {n_out} outputs", out.len()),
+            );
+            r
+        } else {
+            compare(
+                &self.name,
+                self.variant,
+                s,
+                &Got {
+                    out: &out,
+                    lse: Some(&lse),
+                    probs: probs.as_deref(),
+                },
+                &self.expected,
+                tol,
+                self.out_dtype,
+            )
+        };
+        report.name = self.name.clone();
+        report
+    }
 }
 
 /// Blocking form of [`verify`].

@@ -23,7 +23,7 @@ use crate::context::Context;
 use crate::dtype::DType;
 use crate::error::Error;
 use crate::fused;
-use crate::known_issues::{self, Action};
+use crate::known_issues::{self, Action, Implementation};
 use crate::options::{AttentionOptions, Causal, MaskKind, Variant};
 use crate::shape::Shape;
 
@@ -618,6 +618,8 @@ pub struct Settings {
     pub files: Vec<String>,
     /// Only these matrix indices (all when empty); with `files` empty and this set, no files.
     pub only: Vec<usize>,
+    /// Run the matrix (true by default); false runs the files only.
+    pub matrix: bool,
     /// Only configurations with these labels (all when empty).
     pub configs: Vec<String>,
     /// The dtypes each matrix problem runs in (golden files run in their own).
@@ -631,6 +633,11 @@ pub struct Settings {
     pub command: String,
     /// Cases run at once, on this many threads (the default: the machine's cores, at most 4).
     pub threads: usize,
+    /// The implementation the cases run on: wgpu (the library itself), or Dawn through traces
+    /// ([`run_with`]). Picks the known-issue rows that apply.
+    pub implementation: Implementation,
+    /// Flags that repro lines add after `conformance` (`--dawn opengles`, say).
+    pub repro_flags: String,
 }
 
 impl Default for Settings {
@@ -640,12 +647,15 @@ impl Default for Settings {
             seed: 1,
             files: Vec::new(),
             only: Vec::new(),
+            matrix: true,
             configs: Vec::new(),
             dtypes: DType::ALL.to_vec(),
             emulate: Vec::new(),
             sample_rows: 48,
             command: "attn-bench".into(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            implementation: Implementation::Wgpu,
+            repro_flags: String::new(),
         }
     }
 }
@@ -704,13 +714,22 @@ impl Work {
             set.command,
             info.name
         );
+        let flags = if set.repro_flags.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", set.repro_flags)
+        };
         match &self.source {
             Source::Matrix(n) => format!(
-                "{prefix} conformance --size {} --seed {} --only {n} --config {} --dtype {}",
+                "{prefix} conformance{flags} --size {} --seed {} --only {n} --config {} --dtype {}",
                 format!("{:?}", set.size).to_lowercase(),
                 set.seed,
                 cfg.label(),
                 self.dtype
+            ),
+            Source::File(f) if !flags.is_empty() => format!(
+                "{prefix} conformance{flags} {f} --no-matrix --config {}",
+                cfg.label()
             ),
             // `check` takes the variant and any emulated size; the form comes from the
             // environment.
@@ -727,8 +746,102 @@ impl Work {
     }
 }
 
+/// One case on one configuration, as an executor of [`run_with`] gets it.
+pub struct Job<'a> {
+    /// The case (in its dtype).
+    pub case: &'a Case,
+    /// The configuration.
+    pub config: Config,
+    /// Whether the attention weights are requested and checked.
+    pub probs: bool,
+    /// Query rows compared with the reference.
+    pub sample: usize,
+    /// The case's id and configuration and dtype, unique in the run (`12 fused+sg8 f16`).
+    pub name: String,
+}
+
+/// What an executor says of one job: its outcome (pass, fail, error or unsupported), the
+/// comparison's report when one was made, and the failures or the error in words.
+pub type JobResult = (Outcome, Option<check::Report>, String);
+
+/// Runs each job on the library's device ([`check::verify`]), `threads` at a time: the executor
+/// of [`run`].
+pub fn run_here(
+    ctx: &Context,
+    jobs: &[Job],
+    threads: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Vec<JobResult> {
+    parallel(
+        jobs.len(),
+        threads,
+        |n| {
+            run_case(
+                ctx,
+                jobs[n].case,
+                jobs[n].config,
+                jobs[n].probs,
+                jobs[n].sample,
+            )
+        },
+        progress,
+    )
+}
+
+/// `f(0..n)` on `threads` threads, the results in index order; `progress` gets (done, n) after
+/// each. On a driver that compiles pipelines on the calling thread (lavapipe), one thread
+/// compiles while another runs. Error scopes and traces are per thread in wgpu and here, so each
+/// item's errors stay its own.
+pub fn parallel<T: Send>(
+    n: usize,
+    threads: usize,
+    f: impl Fn(usize) -> T + Sync,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Vec<T> {
+    let mut results: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    let threads = threads.clamp(1, n.max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (next, f) = (&next, &f);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n || tx.send((i, f(i))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for (done, (i, r)) in rx.into_iter().enumerate() {
+            results[i] = Some(r);
+            progress(done + 1, n);
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| r.expect("every item reports before the threads end"))
+        .collect()
+}
+
 /// Runs the suite on one context. `progress` is called after each case with (done, total).
 pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)) -> AdapterReport {
+    let threads = set.threads;
+    run_with(ctx, set, |jobs: &[Job]| {
+        run_here(ctx, jobs, threads, &mut progress)
+    })
+}
+
+/// Runs the suite with `execute` running the cases: it gets every case the known-issue table
+/// does not skip and returns one result per job, in order. The report is built as [`run`]'s
+/// (which executes on `ctx`); the Dawn replay (`attn-bench conformance --dawn`) records traces on
+/// `ctx` and replays them elsewhere.
+pub fn run_with(
+    ctx: &Context,
+    set: &Settings,
+    execute: impl FnOnce(&[Job]) -> Vec<JobResult>,
+) -> AdapterReport {
     let t0 = Instant::now();
     let info = ctx.adapter_info().clone();
     let mut cfgs = configs(ctx);
@@ -744,7 +857,7 @@ pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)
     let matrix = matrix(set.size, set.seed);
     let mut work: Vec<Work> = Vec::new();
     for (n, p) in matrix.into_iter().enumerate() {
-        if set.only.is_empty() || set.only.contains(&n) {
+        if set.matrix && (set.only.is_empty() || set.only.contains(&n)) {
             for &dtype in &set.dtypes {
                 work.push(Work {
                     source: Source::Matrix(n),
@@ -778,54 +891,50 @@ pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)
     let mut problems = Vec::new();
     let mut known = Vec::new();
 
-    // Run every (problem, configuration) on `threads` threads: on a driver that compiles
-    // pipelines on the calling thread (lavapipe), one thread compiles while another runs. Error
-    // scopes are per thread in wgpu, so each case's errors stay its own. Results are gathered by
-    // index, so the report does not depend on the order they finish in.
-    let jobs: Vec<(usize, usize)> = (0..work.len())
+    // Every (problem, configuration); the executor gets those the table does not skip. Results
+    // are gathered by index, so the report does not depend on the order they finish in.
+    let imp = set.implementation;
+    let find = |cfg: &Config| {
+        known_issues::find(ctx.known_issues(), imp, &info, cfg.variant, cfg.subgroups)
+    };
+    let pairs: Vec<(usize, usize)> = (0..work.len())
         .flat_map(|w| (0..cfgs.len()).map(move |c| (w, c)))
         .collect();
-    let run_job = |&(wi, ci): &(usize, usize)| {
+    let mut results: Vec<Option<JobResult>> = Vec::with_capacity(pairs.len());
+    let mut jobs = Vec::new();
+    let mut job_of = Vec::new();
+    for (n, &(wi, ci)) in pairs.iter().enumerate() {
         let (w, cfg) = (&work[wi], cfgs[ci]);
-        let issue = known_issues::find(ctx.known_issues(), &info, cfg.variant, cfg.subgroups);
-        match &w.case {
-            Err(e) => (Outcome::Error, None, e.clone()),
-            Ok(_) if issue.is_some_and(|k| k.action == Action::Skip) => {
-                (Outcome::Skipped, None, String::new())
+        results.push(match &w.case {
+            Err(e) => Some((Outcome::Error, None, e.clone())),
+            Ok(_) if find(&cfg).is_some_and(|k| k.action == Action::Skip) => {
+                Some((Outcome::Skipped, None, String::new()))
             }
-            Ok(case) => run_case(ctx, case, cfg, w.probs, set.sample_rows),
-        }
-    };
-    let mut results: Vec<Option<(Outcome, Option<check::Report>, String)>> =
-        (0..jobs.len()).map(|_| None).collect();
-    let threads = set.threads.clamp(1, jobs.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        for _ in 0..threads {
-            let tx = tx.clone();
-            let (next, jobs, run_job) = (&next, &jobs, &run_job);
-            scope.spawn(move || loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n >= jobs.len() || tx.send((n, run_job(&jobs[n]))).is_err() {
-                    break;
-                }
-            });
-        }
-        drop(tx);
-        for (done, (n, r)) in rx.into_iter().enumerate() {
-            results[n] = Some(r);
-            progress(done + 1, total);
-        }
-    });
+            Ok(case) => {
+                jobs.push(Job {
+                    case,
+                    config: cfg,
+                    probs: w.probs,
+                    sample: set.sample_rows,
+                    name: format!("{} {} {}", w.id(), cfg.label(), w.dtype),
+                });
+                job_of.push(n);
+                None
+            }
+        });
+    }
+    let executed = execute(&jobs);
+    assert_eq!(executed.len(), jobs.len(), "one result per job");
+    for (n, r) in job_of.into_iter().zip(executed) {
+        results[n] = Some(r);
+    }
 
-    for (&(wi, ci), result) in jobs.iter().zip(results) {
+    for (&(wi, ci), result) in pairs.iter().zip(results) {
         let (w, cfg) = (&work[wi], &cfgs[ci]);
         let id = w.id();
         let label = cfg.label();
-        let issue = known_issues::find(ctx.known_issues(), &info, cfg.variant, cfg.subgroups);
-        let (mut outcome, report, mut detail) =
-            result.expect("every job reports before the threads end");
+        let issue = find(cfg);
+        let (mut outcome, report, mut detail) = result.expect("every job has a result");
         if let Some(k) = issue {
             outcome = match outcome {
                 Outcome::Fail | Outcome::Error if k.action == Action::ExpectFail => {
@@ -921,7 +1030,7 @@ pub fn run(ctx: &Context, set: &Settings, mut progress: impl FnMut(usize, usize)
         counts,
         problems,
         known,
-        worked_around: known_issues::worked_around(ctx.known_issues(), &info)
+        worked_around: known_issues::worked_around(ctx.known_issues(), imp, &info)
             .iter()
             .map(|k| format!("{} ({})", k.reason, k.link))
             .collect(),

@@ -35,6 +35,14 @@ pub struct ContextOptions {
     /// `unpack2x16float` where a probe finds that the device compiles it (wgpu gates it on
     /// SHADER_F16_IN_F32, which llvmpipe lacks without SHADER_F16).
     pub f16_unpack: Option<bool>,
+    /// The optional features ([`OPTIONAL_FEATURES`]) the device may enable: `None` enables every
+    /// one the adapter has; `Some(f)` only those also in `f`. With [`ContextOptions::limits`],
+    /// makes a device that uses no more than another implementation offers (the Dawn replay
+    /// records on such a device, so that its traces run there).
+    pub features: Option<wgpu::Features>,
+    /// Limits no better than these: each maximum is the lower of the adapter's and this one, each
+    /// alignment the larger. `None`: the adapter's own limits.
+    pub limits: Option<wgpu::Limits>,
 }
 
 impl Default for ContextOptions {
@@ -47,6 +55,8 @@ impl Default for ContextOptions {
             known_issues: Vec::new(),
             trust_subgroup_size: false,
             f16_unpack: None,
+            features: None,
+            limits: None,
         }
     }
 }
@@ -177,10 +187,14 @@ impl Context {
     }
 
     async fn open_with(adapter: &wgpu::Adapter, options: ContextOptions) -> Result<Self> {
-        let features = adapter.features() & OPTIONAL_FEATURES;
+        let features =
+            adapter.features() & OPTIONAL_FEATURES & options.features.unwrap_or(OPTIONAL_FEATURES);
         // The adapter's limits, not wgpu's defaults: bindings above 128 MiB and the full workgroup
         // memory are usable where the hardware has them.
-        let limits = adapter.limits();
+        let limits = match &options.limits {
+            Some(cap) => adapter.limits().or_worse_values_from(cap),
+            None => adapter.limits(),
+        };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-attention"),
@@ -235,7 +249,8 @@ impl Context {
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-attention dummy"),
             size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
+            // COPY_SRC: a trace (`crate::trace`) reads the buffers a call binds.
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         // The caller's tuning, else the adapter's row; the caller's known issues before the table's.
@@ -441,6 +456,7 @@ impl Context {
             usage: usage | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        crate::trace::made(&buf, label, Some(bytes));
         if !bytes.is_empty() {
             if bytes.len() % 4 == 0 {
                 self.inner.queue.write_buffer(&buf, 0, bytes);
@@ -450,6 +466,23 @@ impl Context {
                 self.inner.queue.write_buffer(&buf, 0, &padded);
             }
         }
+        buf
+    }
+
+    /// A buffer for a call's intermediate results (zeros until written).
+    pub(crate) fn scratch_buffer(
+        &self,
+        label: &str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
+        let buf = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        });
+        crate::trace::made(&buf, label, None);
         buf
     }
 
@@ -475,7 +508,7 @@ impl Context {
             let code = src.assemble(&key.constants);
             let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(&label),
-                source: wgpu::ShaderSource::Wgsl(code.into()),
+                source: wgpu::ShaderSource::Wgsl(code.as_str().into()),
             });
             let entries: Vec<wgpu::BindGroupLayoutEntry> = src
                 .bindings
@@ -521,7 +554,14 @@ impl Context {
                 compilation_options: Default::default(),
                 cache: None,
             });
-            Kernel { pipeline, layout }
+            Kernel {
+                pipeline,
+                layout,
+                label: label.clone(),
+                code,
+                entry: src.entry,
+                bindings: src.bindings,
+            }
         })?;
         let kernel = Arc::new(kernel);
         let mut map = self

@@ -89,17 +89,9 @@ pub(crate) fn record(
     p.nseg = nsplit as u32;
     p.flags = 0;
     let (param_buf, _) = params_buffer(ctx, &[p]);
-    let dev = ctx.device();
     let part_o_bytes = (rows * nsplit * s.value_dim * 4) as u64;
     let part_ml_bytes = (rows * nsplit * 8) as u64;
-    let mk = |label, size: u64| {
-        dev.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: size.max(4),
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        })
-    };
+    let mk = |label, size: u64| ctx.scratch_buffer(label, size.max(4), wgpu::BufferUsages::STORAGE);
     let part_o = mk("wgpu-attention decode partial out", part_o_bytes);
     let part_ml = mk("wgpu-attention decode partial stats", part_ml_bytes);
     let split_bg = flash_bind_group(
@@ -134,15 +126,16 @@ pub(crate) fn record(
         label: Some("wgpu-attention decode"),
         timestamp_writes: None,
     });
-    pass.set_pipeline(&split_kernel.pipeline);
-    pass.set_bind_group(0, &split_bg, &[0]);
-    pass.dispatch_workgroups(
-        group_rows.div_ceil(rows_per_group) as u32,
-        (s.batch * s.kv_heads) as u32,
-        nsplit as u32,
+    split_kernel.dispatch(
+        &mut pass,
+        &split_bg,
+        &[0],
+        [
+            group_rows.div_ceil(rows_per_group) as u32,
+            (s.batch * s.kv_heads) as u32,
+            nsplit as u32,
+        ],
     );
-    pass.set_pipeline(&merge_kernel.pipeline);
-    pass.set_bind_group(0, &merge_bg, &[0]);
-    pass.dispatch_workgroups(mx as u32, my as u32, 1);
+    merge_kernel.dispatch(&mut pass, &merge_bg, &[0], [mx as u32, my as u32, 1]);
     Ok(())
 }

@@ -13,7 +13,6 @@ use crate::options::AttentionOptions;
 use crate::problem::Problem;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
-use wgpu::util::DeviceExt;
 
 /// Whether kernels may use subgroup operations: the adapter has SUBGROUP and the caller did not
 /// turn them off with `subgroups: Some(false)` or, when that is `None`,
@@ -174,12 +173,11 @@ pub(crate) fn flash_bind_group(
         None => (ctx.dummy_buffer(), 16),
     };
     let table_buf = prob.paged.as_ref().map(|pg| {
-        ctx.device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("wgpu-attention kv block table"),
-                contents: bytemuck::cast_slice(&pg.table),
-                usage: wgpu::BufferUsages::STORAGE,
-            })
+        ctx.buffer_with_data(
+            "wgpu-attention kv block table",
+            wgpu::BufferUsages::STORAGE,
+            bytemuck::cast_slice(&pg.table),
+        )
     });
     let (bt, bt_bytes) = match &table_buf {
         Some(b) => (b, b.size()),
@@ -328,12 +326,11 @@ pub(crate) fn record(
     } else {
         8
     } as u64;
-    let ml = ctx.device().create_buffer(&wgpu::BufferDescriptor {
-        label: Some("wgpu-attention flash state"),
-        size: ml_bytes,
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    });
+    let ml = ctx.scratch_buffer(
+        "wgpu-attention flash state",
+        ml_bytes,
+        wgpu::BufferUsages::STORAGE,
+    );
     let bg = flash_bind_group(
         ctx,
         &kernel.layout,
@@ -350,10 +347,8 @@ pub(crate) fn record(
         label: Some("wgpu-attention fused"),
         timestamp_writes: None,
     });
-    pass.set_pipeline(&kernel.pipeline);
     for (n, g) in grids.iter().enumerate() {
-        pass.set_bind_group(0, &bg, &[(n as u64 * stride) as u32]);
-        pass.dispatch_workgroups(g[0], g[1], g[2]);
+        kernel.dispatch(&mut pass, &bg, &[(n as u64 * stride) as u32], *g);
     }
     Ok(())
 }

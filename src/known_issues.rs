@@ -26,9 +26,27 @@ pub enum Action {
     WorkedAround,
 }
 
-/// One known issue: a variant (or every variant, `None`) that a driver gets wrong.
+/// The WebGPU implementation that compiles and runs the kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum Implementation {
+    /// wgpu, whose WGSL compiler is naga: the library's own.
+    Wgpu,
+    /// Dawn, the engine of Chrome's WebGPU, whose WGSL compiler is Tint (the replay suite,
+    /// `tests/dawn/replay.mjs`).
+    Dawn,
+}
+
+/// One known issue: a variant (or every variant, `None`) that a driver gets wrong, or a difference
+/// between WebGPU implementations.
 #[derive(Debug, Clone, Copy)]
 pub struct KnownIssue {
+    /// The implementation it concerns (`None`: any).
+    pub implementation: Option<Implementation>,
+    /// For rows about compiling kernels: a piece of WGSL that the kernels it concerns contain
+    /// (empty: every kernel, or a row about running cases).
+    pub kernel: &'static str,
     /// The adapters it concerns.
     pub adapter: AdapterPattern,
     /// The variant it concerns (every variant: `None`).
@@ -47,7 +65,22 @@ pub struct KnownIssue {
 impl KnownIssue {
     /// Whether the row concerns this adapter, variant and form.
     pub fn applies(&self, info: &wgpu::AdapterInfo, variant: Variant, subgroups: bool) -> bool {
-        self.adapter.matches(info)
+        self.implementation
+            .is_none_or(|i| i == Implementation::Wgpu)
+            && self.applies_on(Implementation::Wgpu, info, variant, subgroups)
+    }
+
+    /// Whether the row concerns this implementation, adapter, variant and form.
+    pub fn applies_on(
+        &self,
+        implementation: Implementation,
+        info: &wgpu::AdapterInfo,
+        variant: Variant,
+        subgroups: bool,
+    ) -> bool {
+        self.implementation.is_none_or(|i| i == implementation)
+            && self.kernel.is_empty()
+            && self.adapter.matches(info)
             && self.variant.is_none_or(|v| v == variant)
             && self.subgroups.is_none_or(|s| s == subgroups)
     }
@@ -63,6 +96,8 @@ const LAVAPIPE_LINK: &str = "docs/CONFORMANCE.md#subgroup-sizes";
 
 const fn lavapipe_wide(name: &'static str) -> KnownIssue {
     KnownIssue {
+        implementation: None,
+        kernel: "",
         adapter: AdapterPattern {
             backend: None,
             vendor: None,
@@ -77,31 +112,81 @@ const fn lavapipe_wide(name: &'static str) -> KnownIssue {
     }
 }
 
-/// The table (no variant is marked wrong; see the module documentation).
+/// The table (no variant is marked wrong; see the module documentation). The rows for Dawn are
+/// differences between naga and Tint found by the replay suite (docs/CONFORMANCE.md, "Dawn").
 pub const TABLE: &[KnownIssue] = &[
     lavapipe_wide("llvmpipe (LLVM 15.0.6, 1024 bits)"),
     lavapipe_wide("llvmpipe (LLVM 15.0.6, 2048 bits)"),
     lavapipe_wide("llvmpipe (LLVM 15.0.6, 4096 bits)"),
+    KnownIssue {
+        implementation: Some(Implementation::Dawn),
+        kernel: "",
+        adapter: AdapterPattern::ANY,
+        variant: None,
+        subgroups: Some(true),
+        action: Action::WorkedAround,
+        reason: "naga 30 rejects `enable subgroups;` (not implemented there) and enables subgroup \
+                 builtins through the device feature; WebGPU requires the directive, so a trace \
+                 adds it to the kernels that use subgroup builtins (trace::for_tint)",
+        link: "https://github.com/gfx-rs/wgpu/issues/5555",
+    },
+    KnownIssue {
+        implementation: Some(Implementation::Dawn),
+        kernel: "u64",
+        adapter: AdapterPattern::ANY,
+        variant: None,
+        subgroups: Some(true),
+        action: Action::Skip,
+        reason: "64-bit integers (the subgroup form's wide loads, `vec4<u64>`) are a wgpu-native \
+                 extension (Features::SHADER_INT64), not WebGPU: Tint has no u64, and the library \
+                 builds these loads only on a device with SHADER_INT64, which no WebGPU \
+                 implementation offers",
+        link:
+            "https://docs.rs/wgpu/30.0.1/wgpu/struct.Features.html#associatedconstant.SHADER_INT64",
+    },
 ];
+
+/// The first row of `table` about compiling kernels on `implementation` whose WGSL fragment
+/// `wgsl` contains.
+pub fn for_kernel<'a>(
+    table: &'a [KnownIssue],
+    implementation: Implementation,
+    wgsl: &str,
+) -> Option<&'a KnownIssue> {
+    table.iter().find(|k| {
+        !k.kernel.is_empty()
+            && k.implementation.is_none_or(|i| i == implementation)
+            && wgsl.contains(k.kernel)
+    })
+}
 
 /// The first issue of `table` that changes what the suite does with a case of this adapter,
 /// variant and form (a skip or an expected failure; worked-around rows change nothing).
 pub fn find<'a>(
     table: &'a [KnownIssue],
+    implementation: Implementation,
     info: &wgpu::AdapterInfo,
     variant: Variant,
     subgroups: bool,
 ) -> Option<&'a KnownIssue> {
-    table
-        .iter()
-        .find(|k| k.action != Action::WorkedAround && k.applies(info, variant, subgroups))
+    table.iter().find(|k| {
+        k.action != Action::WorkedAround && k.applies_on(implementation, info, variant, subgroups)
+    })
 }
 
-/// The worked-around driver problems of this adapter, for the report.
-pub fn worked_around<'a>(table: &'a [KnownIssue], info: &wgpu::AdapterInfo) -> Vec<&'a KnownIssue> {
+/// The worked-around problems of this adapter on `implementation`, for the report.
+pub fn worked_around<'a>(
+    table: &'a [KnownIssue],
+    implementation: Implementation,
+    info: &wgpu::AdapterInfo,
+) -> Vec<&'a KnownIssue> {
     table
         .iter()
-        .filter(|k| k.action == Action::WorkedAround && k.adapter.matches(info))
+        .filter(|k| {
+            k.action == Action::WorkedAround
+                && k.implementation.is_none_or(|i| i == implementation)
+                && k.adapter.matches(info)
+        })
         .collect()
 }
 
@@ -110,6 +195,8 @@ pub fn worked_around<'a>(table: &'a [KnownIssue], info: &wgpu::AdapterInfo) -> V
 pub fn avoid(table: &[KnownIssue], info: &wgpu::AdapterInfo, variant: Variant) -> bool {
     table.iter().any(|k| {
         k.action != Action::WorkedAround
+            && k.implementation.is_none_or(|i| i == Implementation::Wgpu)
+            && k.kernel.is_empty()
             && k.adapter.matches(info)
             && k.variant.is_none_or(|v| v == variant)
     })

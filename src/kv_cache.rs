@@ -406,6 +406,7 @@ impl KvCache {
         self.record_append(ctx, &mut enc, seqs, k, v)?;
         let cmd = ctx.scoped("kv append", || enc.finish())?;
         ctx.queue().submit([cmd]);
+        crate::trace::submit();
         Ok(())
     }
 
@@ -595,6 +596,7 @@ impl KvCache {
         let (k, v) = self.record_gather(ctx, &mut enc, &[seq], len)?;
         let cmd = ctx.scoped("kv read", || enc.finish())?;
         ctx.queue().submit([cmd]);
+        crate::trace::submit();
         Ok((k.read_blocking(ctx)?, v.read_blocking(ctx)?))
     }
 
@@ -783,6 +785,7 @@ impl KvCache {
         let v = self.record_attention_into(ctx, &mut enc, q, seqs, opts, outputs)?;
         let cmd = ctx.scoped("kv attention", || enc.finish())?;
         ctx.queue().submit([cmd]);
+        crate::trace::submit();
         ctx.wait_idle(opts.timeout)?;
         Ok(v)
     }
@@ -803,6 +806,7 @@ impl KvCache {
         let out = self.record_attention(ctx, &mut enc, q, seqs, opts)?;
         let cmd = ctx.scoped("kv attention", || enc.finish())?;
         ctx.queue().submit([cmd]);
+        crate::trace::submit();
         ctx.wait_idle(opts.timeout)?;
         Ok(out)
     }

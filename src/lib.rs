@@ -7,8 +7,9 @@
 //
 // 1. Foundations, using nothing above: `dtype` (element types and their host conversions),
 //    `error`, `kinds` (causal rule, mask kind, variant), `rng`,
-//    `tuning` (per-adapter tiles and thresholds), `known_issues`, `pipeline` (kernel sources and
-//    specialization keys, without knowing any kernel).
+//    `tuning` (per-adapter tiles and thresholds), `known_issues`, `trace` (recording a call's GPU
+//    work for replay elsewhere), `pipeline` (kernel sources and specialization keys, without
+//    knowing any kernel).
 // 2. `shape`: the sizes of a problem and the work they mean.
 // 3. `context`: adapter, device, limits, error scopes, the pipeline cache.
 // 4. `tensor`: GPU data, upload and readback.
@@ -45,6 +46,7 @@ mod shape;
 mod staged;
 pub mod subgroups;
 mod tensor;
+pub mod trace;
 pub mod tuning;
 
 pub use attention::AttentionOutput;

@@ -12,10 +12,56 @@ pub(crate) enum Binding {
     ReadWrite,
 }
 
+impl Binding {
+    /// The binding as a trace names it.
+    pub fn trace_kind(self) -> crate::trace::BindingKind {
+        match self {
+            Binding::Params => crate::trace::BindingKind::Uniform,
+            Binding::Read => crate::trace::BindingKind::Read,
+            Binding::ReadWrite => crate::trace::BindingKind::ReadWrite,
+        }
+    }
+}
+
 /// A compiled kernel: its pipeline and the layout its bind groups follow.
 pub(crate) struct Kernel {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
+    /// The specialization's label, final WGSL, entry point and bindings, kept for traces
+    /// (`crate::trace`).
+    pub label: String,
+    pub code: String,
+    pub entry: &'static str,
+    pub bindings: &'static [Binding],
+}
+
+impl Kernel {
+    /// Records one dispatch of this kernel into `pass` (and into the trace, when one is being
+    /// recorded on this thread).
+    pub fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        group: &wgpu::BindGroup,
+        dynamic_offsets: &[u32],
+        groups: [u32; 3],
+    ) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, group, dynamic_offsets);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        if crate::trace::active() {
+            let kinds: Vec<crate::trace::BindingKind> =
+                self.bindings.iter().map(|b| b.trace_kind()).collect();
+            crate::trace::dispatch(
+                &self.label,
+                &self.code,
+                self.entry,
+                &kinds,
+                group,
+                dynamic_offsets,
+                groups,
+            );
+        }
+    }
 }
 
 /// A specialization: the kernel and the constants baked into it. Equal keys share one pipeline.

@@ -332,30 +332,27 @@ pub(crate) fn record(
             }
         }
     }
-    let dev = ctx.device();
     let (param_buf, stride) = params_buffer(ctx, &params);
     let scores_bytes = chunk_rows_max as u64 * row_bytes;
     // The caller's P itself, at its offset, when it fits the budget.
     let scores_offset = probs_direct.as_ref().map_or(0, |p| p.offset());
     let scores = match &probs_direct {
         Some(p) => p.buffer().clone(),
-        None => dev.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgpu-attention scores"),
-            size: scores_bytes.max(4),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        }),
+        None => ctx.scratch_buffer(
+            "wgpu-attention scores",
+            scores_bytes.max(4),
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        ),
     };
     let scores_bind = match &probs_direct {
         Some(p) => p.bytes(),
         None => scores_bytes,
     };
-    let partials = dev.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("wgpu-attention softmax partials"),
-        size: (chunk_rows_max * nseg * 8) as u64,
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    });
+    let partials = ctx.scratch_buffer(
+        "wgpu-attention softmax partials",
+        (chunk_rows_max * nseg * 8) as u64,
+        wgpu::BufferUsages::STORAGE,
+    );
     let (mask, kl_buf) = mask_and_lengths(ctx, prob);
     let scores_binding = || {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -409,12 +406,11 @@ pub(crate) fn record(
             let proj = |rows: usize, role| -> Result<wgpu::Buffer> {
                 let bytes = (rows * dim * 4) as u64;
                 crate::problem::fits_binding(ctx, role, bytes)?;
-                Ok(dev.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("wgpu-attention additive projection"),
-                    size: bytes.max(4),
-                    usage: wgpu::BufferUsages::STORAGE,
-                    mapped_at_creation: false,
-                }))
+                Ok(ctx.scratch_buffer(
+                    "wgpu-attention additive projection",
+                    bytes.max(4),
+                    wgpu::BufferUsages::STORAGE,
+                ))
             };
             let qp = proj(heads * s.q_len, crate::error::TensorRole::Query)?;
             let kp = proj(
@@ -452,11 +448,9 @@ pub(crate) fn record(
                     label: Some("wgpu-attention additive projections"),
                     timestamp_writes: None,
                 });
-                pass.set_pipeline(&proj_k.pipeline);
                 for (is_k, param, grid) in &projections {
                     let group = if *is_k { &k_bg } else { &q_bg };
-                    pass.set_bind_group(0, group, &[(*param as u64 * stride) as u32]);
-                    pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+                    proj_k.dispatch(&mut pass, group, &[(*param as u64 * stride) as u32], *grid);
                 }
             }
             let (mask2, kl2) = mask_and_lengths(ctx, prob);
@@ -503,6 +497,15 @@ pub(crate) fn record(
             }
             Step::CopyProbs { dst_offset, bytes } => {
                 if let Some(p) = &outputs.probs {
+                    crate::trace::copy(
+                        ctx.device(),
+                        ctx.queue(),
+                        &scores,
+                        0,
+                        p.buffer(),
+                        p.offset() + *dst_offset,
+                        *bytes,
+                    );
                     encoder.copy_buffer_to_buffer(
                         &scores,
                         0,
@@ -522,9 +525,7 @@ pub(crate) fn record(
                 })
                 .forget_lifetime()
         });
-        pass.set_pipeline(&kernel.pipeline);
-        pass.set_bind_group(0, group, &[(param as u64 * stride) as u32]);
-        pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+        kernel.dispatch(pass, group, &[(param as u64 * stride) as u32], grid);
     }
     drop(pass);
     Ok(())

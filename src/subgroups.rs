@@ -174,9 +174,7 @@ fn run_probe(ctx: &Context, sg: u32) -> Result<Probe> {
                 label: Some("wgpu-attention subgroup probe"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&kernel.pipeline);
-            pass.set_bind_group(0, &bg, &[]);
-            pass.dispatch_workgroups(subgroup_probe::WORKGROUPS, 1, 1);
+            kernel.dispatch(&mut pass, &bg, &[], [subgroup_probe::WORKGROUPS, 1, 1]);
         }
         ctx.queue().submit([enc.finish()]);
     })?;

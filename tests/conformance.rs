@@ -22,6 +22,8 @@ fn ctx_with(issues: Vec<KnownIssue>) -> Context {
 
 fn issue(variant: Variant, action: Action) -> KnownIssue {
     KnownIssue {
+        implementation: None,
+        kernel: "",
         adapter: AdapterPattern::ANY,
         variant: Some(variant),
         subgroups: None,

@@ -121,6 +121,19 @@ enum Cmd {
         /// Write the reports as JSON.
         #[arg(long)]
         json: Option<String>,
+        /// Run the files only, not the matrix.
+        #[arg(long)]
+        no_matrix: bool,
+        /// Run on Dawn instead (Chrome's WebGPU, through the npm package `webgpu` and
+        /// tests/dawn/replay.mjs) on this backend: `opengles` or `vulkan` (on lavapipe, with the
+        /// shim of scripts/dawn-vulkan-shim.c; scripts/dawn.sh sets it up). Every case's GPU work
+        /// is recorded on a wgpu device limited to Dawn's features and limits, every kernel is
+        /// compiled under Tint, and the replayed outputs are compared with the f64 reference.
+        #[arg(long)]
+        dawn: Option<String>,
+        /// Where the Dawn run keeps its traces and results (default: target/dawn-BACKEND).
+        #[arg(long)]
+        dawn_work: Option<String>,
     },
     /// Short autotune of the tile sizes and the decode threshold on this adapter: prints every
     /// trial and the row to add to the tuning table (src/tuning.rs).
@@ -1026,6 +1039,88 @@ fn cmd_conformance(
     }
 }
 
+fn cmd_dawn(
+    cli: &Cli,
+    ctx: &Context,
+    backend: &str,
+    set: &wgpu_attention::conformance::Settings,
+    work: Option<&str>,
+    json: Option<&str>,
+) -> ExitCode {
+    use bench::dawn;
+    if !["opengles", "vulkan"].contains(&backend) {
+        eprintln!("error: --dawn {backend:?}: expected opengles or vulkan");
+        return ExitCode::from(2);
+    }
+    let work = std::path::PathBuf::from(
+        work.map(str::to_string)
+            .unwrap_or_else(|| format!("target/dawn-{backend}")),
+    );
+    if let Err(e) = std::fs::create_dir_all(&work) {
+        eprintln!("error: {}: {e}", work.display());
+        return ExitCode::from(2);
+    }
+    println!(
+        "## Conformance on Dawn ({backend})
+"
+    );
+    // No adapter is a failure with its reason, never a skip.
+    let adapter = match dawn::probe(backend, &work) {
+        Ok(a) => a,
+        Err(e) => {
+            println!(
+                "Dawn has no adapter on backend={backend}: {e}
+"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let base = ContextOptions {
+        adapter_name: Some(
+            cli.adapter
+                .clone()
+                .unwrap_or_else(|| ctx.adapter_info().name.clone()),
+        ),
+        backends: Some(wgpu::Backends::from(ctx.adapter_info().backend)),
+        ..Default::default()
+    };
+    let rec = match dawn::recording_context(base, &adapter) {
+        Ok(c) => c,
+        Err(e) => {
+            println!(
+                "could not open the recording device: {e}
+"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match dawn::conformance(&rec, &adapter, backend, set, &work) {
+        Ok((report, kernels, ok)) => {
+            println!("{}", report.markdown());
+            println!("{}", dawn::kernels_markdown(backend, &kernels));
+            if let Some(path) = json {
+                let v =
+                    serde_json::json!({"report": report, "kernels": kernels, "adapter": adapter});
+                if !write_file(path, &serde_json::to_string_pretty(&v).unwrap_or_default()) {
+                    return ExitCode::from(2);
+                }
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            println!(
+                "the Dawn replay failed: {e}
+"
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn cmd_tune(cli: &Cli, ctx: &Context, quick: bool, json: Option<&str>) -> ExitCode {
     let (start, source) = ctx.tuning();
     println!("adapter: {}", ctx.adapter_info().name);
@@ -1164,6 +1259,9 @@ fn main() -> ExitCode {
             threads,
             sample_rows,
             json,
+            no_matrix,
+            dawn,
+            dawn_work,
         }) => {
             let defaults = wgpu_attention::conformance::Settings::default();
             let set = wgpu_attention::conformance::Settings {
@@ -1171,14 +1269,26 @@ fn main() -> ExitCode {
                 seed: *seed,
                 files: files.clone(),
                 only: only.clone(),
+                matrix: !*no_matrix,
                 configs: config.clone(),
                 dtypes: dtype.clone(),
                 emulate: emulate_subgroups.clone(),
                 sample_rows: *sample_rows,
                 command: "attn-bench".into(),
                 threads: threads.unwrap_or(defaults.threads),
+                ..defaults
             };
-            cmd_conformance(&ctx, &set, *all_adapters, json.as_deref())
+            match dawn {
+                Some(backend) => cmd_dawn(
+                    &cli,
+                    &ctx,
+                    backend,
+                    &set,
+                    dawn_work.as_deref(),
+                    json.as_deref(),
+                ),
+                None => cmd_conformance(&ctx, &set, *all_adapters, json.as_deref()),
+            }
         }
         Some(Cmd::Tune { quick, json }) => cmd_tune(&cli, &ctx, *quick, json.as_deref()),
         Some(Cmd::Translate {

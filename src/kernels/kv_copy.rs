@@ -110,8 +110,6 @@ pub(crate) fn record(
         label: Some("wgpu-attention kv copy"),
         timestamp_writes: None,
     });
-    pass.set_pipeline(&kernel.pipeline);
-    pass.set_bind_group(0, &bg, &[0]);
-    pass.dispatch_workgroups(gx, gy, gz);
+    kernel.dispatch(&mut pass, &bg, &[0], [gx, gy, gz]);
     Ok(())
 }

@@ -199,6 +199,21 @@ pub(crate) fn bind_group(
     layout: &wgpu::BindGroupLayout,
     resources: Vec<wgpu::BindingResource>,
 ) -> wgpu::BindGroup {
+    let traced: Vec<(wgpu::Buffer, u64, u64)> = if crate::trace::active() {
+        resources
+            .iter()
+            .filter_map(|r| match r {
+                wgpu::BindingResource::Buffer(b) => Some((
+                    b.buffer.clone(),
+                    b.offset,
+                    b.size.map_or(b.buffer.size() - b.offset, |s| s.get()),
+                )),
+                _ => None,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let entries: Vec<wgpu::BindGroupEntry> = resources
         .into_iter()
         .enumerate()
@@ -207,11 +222,15 @@ pub(crate) fn bind_group(
             resource,
         })
         .collect();
-    ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+    let group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("wgpu-attention"),
         layout,
         entries: &entries,
-    })
+    });
+    if !traced.is_empty() {
+        crate::trace::bind_group(ctx.device(), ctx.queue(), &group, &traced);
+    }
+    group
 }
 
 /// The mask binding (the context's dummy when there is none), and a buffer of the key lengths
@@ -242,9 +261,27 @@ pub(crate) fn chunk_flags(n: usize, count: usize) -> u32 {
     (if n > 0 { FLAG_ACCUMULATE } else { 0 }) | (if n + 1 == count { FLAG_FINALIZE } else { 0 })
 }
 
-/// Every kernel source with a representative specialization, for tests that translate them all.
+/// Every kernel source with a representative specialization, for tests that translate them all:
+/// (label, WGSL) pairs of [`all_kernels`].
 pub fn all_sources() -> Vec<(String, String)> {
+    all_kernels()
+        .into_iter()
+        .map(|k| (k.label, k.wgsl))
+        .collect()
+}
+
+/// Every kernel source with representative specializations (every form and dtype), with entry
+/// points and bindings: what the Dawn replay compiles under Tint besides the kernels its traces
+/// use.
+pub fn all_kernels() -> Vec<crate::trace::TraceKernel> {
     let mut v = Vec::new();
+    let kernel =
+        |src: &KernelSource, key: crate::pipeline::PipelineKey| crate::trace::TraceKernel {
+            label: key.label(),
+            wgsl: src.assemble(&key.constants),
+            entry: src.entry.to_string(),
+            bindings: src.bindings.iter().map(|b| b.trace_kind()).collect(),
+        };
     let t = &crate::tuning::Tuning::default();
     for (src, key) in [
         (&qk::SOURCE, qk::key(DEFAULT_TILE)),
@@ -319,7 +356,7 @@ pub fn all_sources() -> Vec<(String, String)> {
             flash::subgroup_key(8, 1, true, 128, 128, 0, 0, false).with(vec![("PAGED", 1)]),
         ),
     ] {
-        v.push((key.label(), src.assemble(&key.constants)));
+        v.push(kernel(src, key));
     }
     // Every kernel that reads the inputs, in each 16-bit dtype (a 16-bit mask too), and the pack
     // kernel for each: whole-word and mid-word rows, vec4 and wide loads, scalar accessors.
@@ -394,7 +431,7 @@ pub fn all_sources() -> Vec<(String, String)> {
                     .with(vec![("PAGED", 1)]),
             ),
         ] {
-            v.push((key.label(), src.assemble(&key.constants)));
+            v.push(kernel(src, key));
         }
     }
     v

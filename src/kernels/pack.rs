@@ -65,8 +65,6 @@ pub(crate) fn record(
         label: Some("wgpu-attention pack"),
         timestamp_writes: None,
     });
-    pass.set_pipeline(&kernel.pipeline);
-    pass.set_bind_group(0, &bg, &[0]);
-    pass.dispatch_workgroups(gx as u32, gy as u32, 1);
+    kernel.dispatch(&mut pass, &bg, &[0], [gx as u32, gy as u32, 1]);
     Ok(())
 }

@@ -5,6 +5,7 @@
 pub mod burn_peer;
 pub mod cache;
 pub mod cpu;
+pub mod dawn;
 pub mod peak;
 pub mod plot;
 pub mod sweep;
