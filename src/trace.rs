@@ -17,7 +17,7 @@
 //! itself is the library's own, not a copy of it. The recorder is per thread, like wgpu's error
 //! scopes, so calls on other threads are not recorded.
 //!
-//! [`Trace::save`] (feature `serde`) writes a trace as a JSON manifest and a binary file of buffer
+//! [`TraceSet::save`] (feature `serde`) writes traces as a JSON manifest and a binary file of buffer
 //! contents; the format is described there.
 
 use std::cell::RefCell;
@@ -141,7 +141,7 @@ pub struct Trace {
     pub buffers: Vec<TraceBuffer>,
     /// The work.
     pub commands: Vec<Command>,
-    /// The regions that hold the results ([`Trace::output`] adds them).
+    /// The regions that hold the results ([`output`] adds them).
     pub outputs: Vec<Output>,
     /// Buffer contents ([`Init::Data`] ranges point into this).
     #[cfg_attr(feature = "serde", serde(skip))]

@@ -537,6 +537,8 @@ fn auto_choice_avoids_variants_in_the_known_issue_table() {
     let c = Context::new_blocking(ContextOptions {
         backends: Some(wgpu::Backends::from(backend)),
         known_issues: vec![KnownIssue {
+            implementation: None,
+            kernel: "",
             adapter: AdapterPattern::ANY,
             variant: Some(Variant::Fused),
             subgroups: None,

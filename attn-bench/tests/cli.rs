@@ -276,3 +276,30 @@ fn translate_prints_every_decoding_method_and_draws_the_heatmap() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not in the vocabulary"));
 }
+
+/// Without Dawn (here: a harness folder with no npm package), `conformance --dawn` fails with exit
+/// 1 and says why and which backend it tried: in CI a missing Dawn adapter is a failure, never a
+/// skip. (The suite itself runs in scripts/test.sh, which installs the harness.)
+#[test]
+fn dawn_without_an_adapter_fails_and_says_why() {
+    let empty = std::env::temp_dir().join(format!("no-dawn-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = bench()
+        .args(["conformance", "--dawn", "opengles", "--only", "0", "--dawn-work"])
+        .arg(empty.join("work"))
+        .env("WGPU_ATTENTION_DAWN_DIR", &empty)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("backend=opengles") && text.contains("not installed"),
+        "{text}"
+    );
+    let out = bench()
+        .args(["conformance", "--dawn", "metal"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(&empty).ok();
+}

@@ -34,7 +34,9 @@ function finish(code) {
 
 // The GLES backend runs in WebGPU's compatibility mode; Vulkan in core.
 const featureLevel = backend === 'opengles' ? 'compatibility' : 'core';
-const gpu = create([`backend=${backend}`]);
+const flags = [`backend=${backend}`];
+if (process.env.DAWN_FLAGS) flags.push(...process.env.DAWN_FLAGS.split(' '));
+const gpu = create(flags);
 const adapter = await gpu.requestAdapter({ featureLevel });
 if (!adapter) {
   results.error =

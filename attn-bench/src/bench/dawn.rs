@@ -104,7 +104,7 @@ fn harness(backend: &str, set: Option<&Path>, out: &Path) -> Result<(Results, Ve
     // The Vulkan shim (scripts/dawn-vulkan-shim.c) goes in front of the loader for Dawn only.
     if backend == "vulkan" {
         if let Some(shim) = std::env::var_os("WGPU_ATTENTION_DAWN_SHIM") {
-            let mut path = std::ffi::OsString::from(shim);
+            let mut path = shim;
             if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
                 path.push(":");
                 path.push(old);
@@ -149,21 +149,21 @@ pub fn recording_context(base: ContextOptions, a: &DawnAdapter) -> Result<Contex
         features |= wgpu::Features::SHADER_F16;
     }
     let l = |k: &str, default: u64| a.limits.get(k).map_or(default, |v| *v as u64);
-    let mut limits = wgpu::Limits::default();
-    limits.max_storage_buffer_binding_size = l("maxStorageBufferBindingSize", 1 << 27);
-    limits.max_buffer_size = l("maxBufferSize", 1 << 28);
-    limits.max_uniform_buffer_binding_size = l("maxUniformBufferBindingSize", 65536);
-    limits.max_storage_buffers_per_shader_stage = l("maxStorageBuffersPerShaderStage", 8) as u32;
-    limits.max_compute_workgroup_storage_size = l("maxComputeWorkgroupStorageSize", 16384) as u32;
-    limits.max_compute_invocations_per_workgroup =
-        l("maxComputeInvocationsPerWorkgroup", 256) as u32;
-    limits.max_compute_workgroup_size_x = l("maxComputeWorkgroupSizeX", 256) as u32;
-    limits.max_compute_workgroup_size_y = l("maxComputeWorkgroupSizeY", 256) as u32;
-    limits.max_compute_workgroup_size_z = l("maxComputeWorkgroupSizeZ", 64) as u32;
-    limits.max_compute_workgroups_per_dimension =
-        l("maxComputeWorkgroupsPerDimension", 65535) as u32;
-    limits.min_storage_buffer_offset_alignment = l("minStorageBufferOffsetAlignment", 256) as u32;
-    limits.min_uniform_buffer_offset_alignment = l("minUniformBufferOffsetAlignment", 256) as u32;
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: l("maxStorageBufferBindingSize", 1 << 27),
+        max_buffer_size: l("maxBufferSize", 1 << 28),
+        max_uniform_buffer_binding_size: l("maxUniformBufferBindingSize", 65536),
+        max_storage_buffers_per_shader_stage: l("maxStorageBuffersPerShaderStage", 8) as u32,
+        max_compute_workgroup_storage_size: l("maxComputeWorkgroupStorageSize", 16384) as u32,
+        max_compute_invocations_per_workgroup: l("maxComputeInvocationsPerWorkgroup", 256) as u32,
+        max_compute_workgroup_size_x: l("maxComputeWorkgroupSizeX", 256) as u32,
+        max_compute_workgroup_size_y: l("maxComputeWorkgroupSizeY", 256) as u32,
+        max_compute_workgroup_size_z: l("maxComputeWorkgroupSizeZ", 64) as u32,
+        max_compute_workgroups_per_dimension: l("maxComputeWorkgroupsPerDimension", 65535) as u32,
+        min_storage_buffer_offset_alignment: l("minStorageBufferOffsetAlignment", 256) as u32,
+        min_uniform_buffer_offset_alignment: l("minUniformBufferOffsetAlignment", 256) as u32,
+        ..Default::default()
+    };
     // Limits wgpu::Limits::default() sets lower than any adapter here has, which the library
     // does not use, are raised so that they do not cap the device.
     let unlimited = wgpu::Limits {
