@@ -285,7 +285,14 @@ fn dawn_without_an_adapter_fails_and_says_why() {
     let empty = std::env::temp_dir().join(format!("no-dawn-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
     let out = bench()
-        .args(["conformance", "--dawn", "opengles", "--only", "0", "--dawn-work"])
+        .args([
+            "conformance",
+            "--dawn",
+            "opengles",
+            "--only",
+            "0",
+            "--dawn-work",
+        ])
         .arg(empty.join("work"))
         .env("WGPU_ATTENTION_DAWN_DIR", &empty)
         .output()
