@@ -337,11 +337,20 @@ fn describe(r: &mut AdapterReport, a: &DawnAdapter, backend: &str, ctx: &Context
         }
     );
     r.backend = format!("dawn-{backend}");
+    let vendor = [&a.vendor, &a.architecture]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     r.driver = format!(
-        "npm webgpu {}; vendor {}, architecture {}; traces recorded on {} ({})",
+        "npm webgpu {}{}; traces recorded on {} ({})",
         harness_version(),
-        a.vendor,
-        a.architecture,
+        if vendor.is_empty() {
+            String::new()
+        } else {
+            format!(" ({vendor})")
+        },
         ctx.adapter_info().name,
         ctx.adapter_info().backend.to_str()
     );
@@ -356,28 +365,19 @@ fn describe(r: &mut AdapterReport, a: &DawnAdapter, backend: &str, ctx: &Context
         }
         _ => format!("no subgroups on Dawn; {}", r.subgroup_size),
     };
-    r.limits = a
-        .limits
+    const USED: [&str; 7] = [
+        "maxStorageBufferBindingSize",
+        "maxBufferSize",
+        "maxComputeWorkgroupStorageSize",
+        "maxComputeInvocationsPerWorkgroup",
+        "maxStorageBuffersPerShaderStage",
+        "minStorageBufferOffsetAlignment",
+        "minUniformBufferOffsetAlignment",
+    ];
+    r.limits = USED
         .iter()
-        .filter(|(k, _)| {
-            [
-                "maxStorageBufferBindingSize",
-                "maxBufferSize",
-                "maxComputeWorkgroupStorageSize",
-                "maxComputeInvocationsPerWorkgroup",
-                "maxStorageBuffersPerShaderStage",
-                "minStorageBufferOffsetAlignment",
-                "minUniformBufferOffsetAlignment",
-            ]
-            .contains(&k.as_str())
-        })
-        .map(|(k, v)| (leak(k), *v as u64))
+        .filter_map(|k| a.limits.get(*k).map(|v| (*k, *v as u64)))
         .collect();
-}
-
-fn leak(s: &str) -> &'static str {
-    // The report's limit names are &'static str; a handful per run.
-    Box::leak(s.to_string().into_boxed_str())
 }
 
 /// The pinned version of the npm package `webgpu` (tests/dawn/package.json).
