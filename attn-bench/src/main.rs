@@ -178,6 +178,23 @@ enum Cmd {
         #[arg(long)]
         json: Option<String>,
     },
+    /// Record what one attention call does on the GPU (a golden-format case file, in one
+    /// configuration) as a trace set: OUT.json (kernels' WGSL, buffers, dispatches, copies,
+    /// outputs; the format of `TraceSet::save`) and OUT.bin (buffer contents), which
+    /// tests/dawn/replay.mjs replays on Dawn.
+    Trace {
+        /// The case file.
+        file: String,
+        /// The configuration, as the conformance report labels it (staged, fused+sg8, ...).
+        #[arg(long, default_value = "fused")]
+        config: String,
+        /// Also return (and record) the attention weights.
+        #[arg(long)]
+        probs: bool,
+        /// Path of the trace set without extension.
+        #[arg(long, default_value = "trace")]
+        out: String,
+    },
     /// Translate a date written in a human form to ISO form with the trained translator
     /// (translator/), its attention on this adapter: prints greedy, beam-search and sampled
     /// translations and can draw the cross-attention weights.
@@ -1039,6 +1056,53 @@ fn cmd_conformance(
     }
 }
 
+fn cmd_trace(ctx: &Context, file: &str, config: &str, probs: bool, out: &str) -> ExitCode {
+    let case = match Case::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {file}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let configs = wgpu_attention::conformance::configs(ctx);
+    let Some(cfg) = configs.iter().find(|c| c.label() == config) else {
+        let labels: Vec<String> = configs.iter().map(|c| c.label()).collect();
+        eprintln!(
+            "error: no configuration {config:?} on this adapter; expected one of {}",
+            labels.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    let opts = AttentionOptions {
+        return_probs: probs,
+        ..cfg.options()
+    };
+    let rec = match check::record(ctx, &case, &opts, None) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut set = wgpu_attention::trace::TraceSet::default();
+    let (kernels, buffers, commands) = (
+        rec.trace.kernels.len(),
+        rec.trace.buffers.len(),
+        rec.trace.commands.len(),
+    );
+    set.add(format!("{} {config}", case.name), rec.trace);
+    if let Err(e) = set.save(std::path::Path::new(out)) {
+        eprintln!("error: {out}: {e}");
+        return ExitCode::from(2);
+    }
+    println!(
+        "{out}.json, {out}.bin: {kernels} kernels, {buffers} buffers, {commands} commands ({} on {})",
+        rec.variant,
+        ctx.adapter_info().name
+    );
+    ExitCode::SUCCESS
+}
+
 fn cmd_dawn(
     cli: &Cli,
     ctx: &Context,
@@ -1291,6 +1355,12 @@ fn main() -> ExitCode {
             }
         }
         Some(Cmd::Tune { quick, json }) => cmd_tune(&cli, &ctx, *quick, json.as_deref()),
+        Some(Cmd::Trace {
+            file,
+            config,
+            probs,
+            out,
+        }) => cmd_trace(&ctx, file, config, *probs, out),
         Some(Cmd::Translate {
             text,
             heatmap,

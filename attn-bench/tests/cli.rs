@@ -310,3 +310,55 @@ fn dawn_without_an_adapter_fails_and_says_why() {
     assert_eq!(out.status.code(), Some(2));
     std::fs::remove_dir_all(&empty).ok();
 }
+
+/// `attn-bench trace` writes a trace set of one call: its kernels' WGSL, buffers and commands, and
+/// the outputs named; an unknown configuration is exit 2 with the labels there are.
+#[test]
+fn trace_records_one_call_as_a_trace_set() {
+    let stem = std::env::temp_dir().join(format!("attn-trace-{}", std::process::id()));
+    let out = bench()
+        .args([
+            "trace",
+            &golden("tiny_self_attention"),
+            "--config",
+            "staged",
+            "--probs",
+            "--out",
+        ])
+        .arg(&stem)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let set: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(stem.with_extension("json")).unwrap())
+            .unwrap();
+    let kernels = set["kernels"].as_array().unwrap();
+    assert!(kernels
+        .iter()
+        .any(|k| k["label"].as_str().unwrap().starts_with("qk_")));
+    assert!(kernels
+        .iter()
+        .all(|k| k["wgsl"].as_str().unwrap().contains("@compute")));
+    let trace = &set["traces"][0][1];
+    let outputs: Vec<&str> = trace["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(outputs, ["out", "lse", "probs"]);
+    assert!(trace["commands"].as_array().unwrap().len() >= 4);
+    assert!(std::fs::metadata(stem.with_extension("bin")).unwrap().len() > 0);
+    let bad = bench()
+        .args(["trace", &golden("tiny_self_attention"), "--config", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("staged"));
+    std::fs::remove_file(stem.with_extension("json")).ok();
+    std::fs::remove_file(stem.with_extension("bin")).ok();
+}
