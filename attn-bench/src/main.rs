@@ -124,6 +124,9 @@ enum Cmd {
         /// Run the files only, not the matrix.
         #[arg(long)]
         no_matrix: bool,
+        /// List the matrix's problems (index, what, shape) instead of running them.
+        #[arg(long)]
+        list: bool,
         /// Run on Dawn instead (Chrome's WebGPU, through the npm package `webgpu` and
         /// tests/dawn/replay.mjs) on this backend: `opengles` or `vulkan` (on lavapipe, with the
         /// shim of scripts/dawn-vulkan-shim.c; scripts/dawn.sh sets it up). Every case's GPU work
@@ -1324,9 +1327,30 @@ fn main() -> ExitCode {
             sample_rows,
             json,
             no_matrix,
+            list,
             dawn,
             dawn_work,
         }) => {
+            if *list {
+                for (n, p) in wgpu_attention::conformance::matrix(*size, *seed)
+                    .iter()
+                    .enumerate()
+                {
+                    let s = p.case.shape();
+                    println!(
+                        "{n}\t{}\tb{} hq{} hkv{} lq{} lk{} d{} dv{}",
+                        p.what,
+                        s.batch,
+                        s.q_heads,
+                        s.kv_heads,
+                        s.q_len,
+                        s.kv_len,
+                        s.head_dim,
+                        s.value_dim
+                    );
+                }
+                return ExitCode::SUCCESS;
+            }
             let defaults = wgpu_attention::conformance::Settings::default();
             let set = wgpu_attention::conformance::Settings {
                 size: *size,
