@@ -559,6 +559,7 @@ impl Context {
                 layout,
                 label: label.clone(),
                 code,
+                constants: key.constants.clone(),
                 entry: src.entry,
                 bindings: src.bindings,
             }

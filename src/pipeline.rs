@@ -31,6 +31,7 @@ pub(crate) struct Kernel {
     /// (`crate::trace`).
     pub label: String,
     pub code: String,
+    pub constants: Vec<(&'static str, u32)>,
     pub entry: &'static str,
     pub bindings: &'static [Binding],
 }
@@ -54,6 +55,7 @@ impl Kernel {
             crate::trace::dispatch(
                 &self.label,
                 &self.code,
+                &self.constants,
                 self.entry,
                 &kinds,
                 group,

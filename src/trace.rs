@@ -44,6 +44,8 @@ pub struct TraceKernel {
     pub label: String,
     /// The final WGSL source given to the device.
     pub wgsl: String,
+    /// The specialization constants baked into it (also in the source, as `const` lines).
+    pub constants: Vec<(String, u32)>,
     /// The entry point.
     pub entry: String,
     /// The bind group layout: one kind per binding, at bindings 0, 1, 2, ...
@@ -325,6 +327,7 @@ pub(crate) fn bind_group(
 pub(crate) fn dispatch(
     label: &str,
     wgsl: &str,
+    constants: &[(&'static str, u32)],
     entry: &str,
     bindings: &[BindingKind],
     group: &wgpu::BindGroup,
@@ -339,6 +342,7 @@ pub(crate) fn dispatch(
                 r.trace.kernels.push(TraceKernel {
                     label: label.to_string(),
                     wgsl: wgsl.to_string(),
+                    constants: constants.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
                     entry: entry.to_string(),
                     bindings: bindings.to_vec(),
                 });
@@ -504,7 +508,8 @@ impl TraceSet {
 
     /// Writes `stem.json` (the manifest) and `stem.bin` (buffer contents).
     ///
-    /// The manifest: `{"version": 1, "data": "stem.bin", "kernels": [{"label", "wgsl", "entry",
+    /// The manifest: `{"version": 1, "data": "stem.bin", "kernels": [{"label", "constants",
+    /// "wgsl", "entry",
     /// "bindings": ["uniform" | "read" | "read_write"], "features": [...]}], "traces": [[name,
     /// {"buffers": [{"label", "size", "uniform", "init": "zero" | {"data": {"offset", "len"}}}],
     /// "commands": [{"op": "dispatch", "kernel", "bindings": [{"buffer", "offset", "size"}],
@@ -522,6 +527,7 @@ impl TraceSet {
                 let (wgsl, features) = for_tint(&k.wgsl);
                 serde_json::json!({
                     "label": k.label,
+                    "constants": k.constants,
                     "wgsl": wgsl,
                     "entry": k.entry,
                     "bindings": k.bindings,

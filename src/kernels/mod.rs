@@ -279,6 +279,11 @@ pub fn all_kernels() -> Vec<crate::trace::TraceKernel> {
         |src: &KernelSource, key: crate::pipeline::PipelineKey| crate::trace::TraceKernel {
             label: key.label(),
             wgsl: src.assemble(&key.constants),
+            constants: key
+                .constants
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
             entry: src.entry.to_string(),
             bindings: src.bindings.iter().map(|b| b.trace_kind()).collect(),
         };
