@@ -548,7 +548,7 @@ impl Recorded {
         let n_out = s.batch * s.q_heads * s.q_len * s.value_dim;
         let empty = Vec::new();
         let region = |i: usize| regions.get(i).unwrap_or(&empty);
-        let out: Vec<f32> = match self.out_dtype {
+        let mut out: Vec<f32> = match self.out_dtype {
             DType::F32 => f32s(region(0), n_out),
             dt => region(0)
                 .chunks_exact(2)
@@ -556,44 +556,38 @@ impl Recorded {
                 .map(|c| dt.from_bits16(u16::from_le_bytes([c[0], c[1]])))
                 .collect(),
         };
-        let lse = f32s(region(1), s.batch * s.q_heads * s.q_len);
-        let probs =
-            (regions.len() > 2).then(|| f32s(region(2), s.batch * s.q_heads * s.q_len * s.kv_len));
-        let mut report = if out.len() < n_out {
-            let mut r = compare(
-                &self.name,
-                self.variant,
-                s,
-                &Got {
-                    out: &vec![f32::NAN; n_out],
-                    lse: None,
-                    probs: None,
-                },
-                &self.expected,
-                tol,
-                self.out_dtype,
-            );
-            r.passed = false;
-            r.failures.insert(
-                0,
-                format!("the replay returned {} of {n_out} outputs", out.len()),
-            );
-            r
-        } else {
-            compare(
-                &self.name,
-                self.variant,
-                s,
-                &Got {
-                    out: &out,
-                    lse: Some(&lse),
-                    probs: probs.as_deref(),
-                },
-                &self.expected,
-                tol,
-                self.out_dtype,
-            )
+        // A short replay is padded with NaN, which fails, and says so first.
+        let returned = out.len();
+        out.resize(n_out, f32::NAN);
+        let mut lse = f32s(region(1), s.batch * s.q_heads * s.q_len);
+        lse.resize(s.batch * s.q_heads * s.q_len, f32::NAN);
+        let probs = (regions.len() > 2).then(|| {
+            let n = s.batch * s.q_heads * s.q_len * s.kv_len;
+            let mut p = f32s(region(2), n);
+            p.resize(n, f32::NAN);
+            p
+        });
+        let got = Got {
+            out: &out,
+            lse: Some(&lse),
+            probs: probs.as_deref(),
         };
+        let mut report = compare(
+            &self.name,
+            self.variant,
+            s,
+            &got,
+            &self.expected,
+            tol,
+            self.out_dtype,
+        );
+        if returned < n_out {
+            report.passed = false;
+            report.failures.insert(
+                0,
+                format!("the replay returned {returned} of {n_out} outputs"),
+            );
+        }
         report.name = self.name.clone();
         report
     }

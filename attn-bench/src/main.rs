@@ -1142,15 +1142,7 @@ fn cmd_dawn(
             return ExitCode::FAILURE;
         }
     };
-    let base = ContextOptions {
-        adapter_name: Some(
-            cli.adapter
-                .clone()
-                .unwrap_or_else(|| ctx.adapter_info().name.clone()),
-        ),
-        backends: Some(wgpu::Backends::from(ctx.adapter_info().backend)),
-        ..Default::default()
-    };
+    let base = same_adapter(cli, ctx);
     let rec = match dawn::recording_context(base, &adapter) {
         Ok(c) => c,
         Err(e) => {
@@ -1188,11 +1180,10 @@ fn cmd_dawn(
     }
 }
 
-fn cmd_tune(cli: &Cli, ctx: &Context, quick: bool, json: Option<&str>) -> ExitCode {
-    let (start, source) = ctx.tuning();
-    println!("adapter: {}", ctx.adapter_info().name);
-    println!("starting from: {start:?} ({source})\n");
-    let base = ContextOptions {
+/// Options that open the adapter of `ctx` again (the tool's `--adapter`, else its name, on its
+/// backend), for a second context with other settings.
+fn same_adapter(cli: &Cli, ctx: &Context) -> ContextOptions {
+    ContextOptions {
         adapter_name: Some(
             cli.adapter
                 .clone()
@@ -1200,7 +1191,14 @@ fn cmd_tune(cli: &Cli, ctx: &Context, quick: bool, json: Option<&str>) -> ExitCo
         ),
         backends: Some(wgpu::Backends::from(ctx.adapter_info().backend)),
         ..Default::default()
-    };
+    }
+}
+
+fn cmd_tune(cli: &Cli, ctx: &Context, quick: bool, json: Option<&str>) -> ExitCode {
+    let (start, source) = ctx.tuning();
+    println!("adapter: {}", ctx.adapter_info().name);
+    println!("starting from: {start:?} ({source})\n");
+    let base = same_adapter(cli, ctx);
     let info = ctx.adapter_info();
     let subgroup_form = wgpu_attention::subgroups::support(ctx).size.is_some();
     let r = bench::tune::run(&base, *start, &info.name, quick, subgroup_form);
