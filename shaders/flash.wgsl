@@ -180,16 +180,25 @@ fn main(
         // compute on q = 0 and are never stored). Inside a divergent branch llvmpipe turns each
         // tile read into a per-lane gather; at uniform control flow a read at a uniform address
         // is one load and a broadcast (measured: see docs/PERFORMANCE.md, fused v2).
+        //
+        // The key loops run over the tile's keys, `nk`, not the constant BK. The count is the same
+        // for the whole workgroup, so control flow stays uniform. A constant bound let Mesa unroll
+        // both loops fully (BK copies of the score and P·V bodies) when the WGSL came through
+        // Tint, Dawn's compiler, which leaves short constant loops free of loop-bounding counters
+        // where naga adds them; llvmpipe then took 9 s to compile this kernel at d32 and 280 s
+        // at d128, against 0.5 s and 4 s for this form (docs/CONFORMANCE.md, Dawn). The last
+        // tile of a range also stops at its last key instead of scoring masked ones.
+        let nk = min(BK, j_stop - jt);
         var s: array<f32, BK>;
         var tmax = MASKED;
-        for (var c = 0u; c < BK; c++) {
+        for (var c = 0u; c < nk; c++) {
             let j = jt + c;
             var dv = vec4<f32>(0.0);
             for (var t = 0u; t < DK4; t++) {
                 dv = fma(qv[t], ks[c * DK4 + t], dv);
             }
             var sc = clamp(dv.x + dv.y + dv.z + dv.w, -SCORE_LIMIT, SCORE_LIMIT);
-            var kept = j < j_stop;
+            var kept = true;
             if (p.causal != 0u) {
                 kept = kept && (i32(j) - i32(i) <= causal_off(b));
             }
@@ -217,7 +226,7 @@ fn main(
         for (var t = 0u; t < DV4; t++) {
             acc[t] *= alpha;
         }
-        for (var c = 0u; c < BK; c++) {
+        for (var c = 0u; c < nk; c++) {
             // Masked scores are raised to MASKED_BELOW before the subtraction so it stays
             // finite; their weight is then dropped.
             let pc = select(0.0, exp(max(s[c], MASKED_BELOW) - m_ref), s[c] > MASKED_BELOW);

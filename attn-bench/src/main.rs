@@ -271,6 +271,11 @@ struct SweepArgs {
     /// variant runs in each, one after another, so they compare within one run.
     #[arg(long, value_delimiter = ',', default_value = "f32")]
     dtype: Vec<DType>,
+    /// Kernel forms: auto (the library's choice), subgroup (the subgroup forms where the
+    /// adapter has them), workgroup (the workgroup-memory forms). Comma list; each runs in
+    /// turn, so they compare within one run. Non-auto forms show in the variant column.
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
+    form: Vec<bench::sweep::Form>,
     /// Timed repetitions per configuration.
     #[arg(long, default_value_t = 5)]
     reps: usize,
@@ -941,7 +946,8 @@ fn cmd_sweep(ctx: &Context, a: &SweepArgs) -> ExitCode {
         .iter()
         .map(|(s, _)| variants_for(s).len())
         .sum::<usize>()
-        * a.dtype.len();
+        * a.dtype.len()
+        * a.form.len();
     let pb = indicatif::ProgressBar::new(total as u64);
     pb.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} {msg}")
@@ -952,13 +958,17 @@ fn cmd_sweep(ctx: &Context, a: &SweepArgs) -> ExitCode {
     let mut failures = 0;
     for (shape, causal) in &configs {
         for variant in variants_for(shape) {
-            for &dtype in &a.dtype {
+            for (&dtype, &form) in a
+                .dtype
+                .iter()
+                .flat_map(|d| a.form.iter().map(move |f| (d, f)))
+            {
                 pb.set_message(format!(
-                    "{variant} L={} D={} {causal} {dtype}",
+                    "{variant} L={} D={} {causal} {dtype} {form:?}",
                     shape.kv_len, shape.head_dim
                 ));
                 let cfg = bench::sweep::Config {
-                    subgroups: None,
+                    subgroups: form.subgroups(),
                     shape: *shape,
                     causal: *causal,
                     variant,

@@ -110,10 +110,11 @@ fn check_reads_the_dtype_from_the_file() {
     assert!(stdout.contains(" bf16 err/limit="), "{stdout}");
 }
 
-/// `sweep --dtype`: one row per dtype, and the GB/s count the dtype's real element size (the
-/// 16-bit rows' bytes are half the f32 row's).
+/// `sweep --dtype --form`: one row per dtype and form, the forced form named in the variant
+/// column, and the GB/s count the dtype's real element size (the 16-bit rows' bytes are half the
+/// f32 row's).
 #[test]
-fn sweep_counts_the_bytes_of_each_dtype() {
+fn sweep_counts_the_bytes_of_each_dtype_in_each_form() {
     let json = std::env::temp_dir().join(format!("attn-sweep-dtype-{}.json", std::process::id()));
     let out = bench()
         .args([
@@ -134,6 +135,8 @@ fn sweep_counts_the_bytes_of_each_dtype() {
             "decode",
             "--dtype",
             "f32,f16,bf16",
+            "--form",
+            "auto,workgroup",
             "--reps",
             "1",
             "--warmup",
@@ -153,10 +156,13 @@ fn sweep_counts_the_bytes_of_each_dtype() {
     let _ = std::fs::remove_file(&json);
     let rows = v["rows"].as_array().unwrap();
     let dtypes: Vec<&str> = rows.iter().map(|r| r["dtype"].as_str().unwrap()).collect();
-    assert_eq!(dtypes, ["f32", "f16", "bf16"]);
+    assert_eq!(dtypes, ["f32", "f32", "f16", "f16", "bf16", "bf16"]);
+    let variants: Vec<&str> = rows.iter().map(|r| r["variant"].as_str().unwrap()).collect();
+    assert_eq!(variants, ["decode", "decode/wg"].repeat(3));
+    assert!(stdout.contains("\ndecode/wg "), "{stdout}");
     // Q 1·2·1·32, K and V 1·1·300·32, O 1·2·1·32 elements.
     let elems = (64 + 2 * 9600 + 64) as f64;
-    for (r, size) in rows.iter().zip([4.0, 2.0, 2.0]) {
+    for (r, size) in rows.iter().zip([4.0, 4.0, 2.0, 2.0, 2.0, 2.0]) {
         let bytes = r["gbps"].as_f64().unwrap() * 1e9 * r["median_ms"].as_f64().unwrap() / 1e3;
         assert!(
             (bytes / (elems * size) - 1.0).abs() < 1e-9,

@@ -453,8 +453,8 @@ fn kernel_rows(ctx: &Context, set: &TraceSet, results: &[KernelResult]) -> Vec<K
         .collect()
 }
 
-/// The compilation table as Markdown: counts, then every kernel that failed, was skipped or
-/// warned.
+/// The compilation table as Markdown: counts, then every kernel that failed or warned, then the
+/// kernels not compiled, one line per reason.
 pub fn kernels_markdown(backend: &str, rows: &[KernelRow]) -> String {
     let ok = rows.iter().filter(|r| r.ok).count();
     let warned = rows
@@ -471,16 +471,12 @@ pub fn kernels_markdown(backend: &str, rows: &[KernelRow]) -> String {
     );
     let listed: Vec<&KernelRow> = rows
         .iter()
-        .filter(|r| !r.ok || !r.messages.is_empty())
+        .filter(|r| (!r.ok && !r.skipped) || (r.ok && !r.messages.is_empty()))
         .collect();
     if !listed.is_empty() {
         m.push_str("| kernel | result | detail | known issue |\n|---|---|---|---|\n");
         for r in listed {
-            let result = match (r.ok, r.skipped) {
-                (true, _) => "warnings",
-                (false, true) => "not compiled",
-                (false, false) => "FAILED",
-            };
+            let result = if r.ok { "warnings" } else { "FAILED" };
             let mut detail: Vec<String> = r.error.iter().cloned().collect();
             detail.extend(r.messages.iter().cloned());
             m.push_str(&format!(
@@ -491,5 +487,63 @@ pub fn kernels_markdown(backend: &str, rows: &[KernelRow]) -> String {
             ));
         }
     }
+    // Not compiled: grouped by reason (on GLES every subgroup kernel, for want of subgroups).
+    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    for r in rows.iter().filter(|r| !r.ok && r.skipped) {
+        let reason = r.error.as_deref().unwrap_or("no reason given");
+        match reasons.iter_mut().find(|(x, _)| *x == reason) {
+            Some((_, labels)) => labels.push(&r.label),
+            None => reasons.push((reason, vec![&r.label])),
+        }
+    }
+    if !reasons.is_empty() {
+        m.push('\n');
+        for (reason, labels) in reasons {
+            m.push_str(&format!(
+                "- {} {reason}: {}\n",
+                labels.len(),
+                labels.join(", ")
+            ));
+        }
+    }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(label: &str, ok: bool, skipped: bool, error: Option<&str>) -> KernelRow {
+        KernelRow {
+            label: label.into(),
+            ok,
+            skipped,
+            error: error.map(Into::into),
+            messages: Vec::new(),
+            known: None,
+            ms: None,
+        }
+    }
+
+    /// Failures get a table row each; kernels not compiled are one line per reason, with the
+    /// count and their labels.
+    #[test]
+    fn kernel_table_lists_failures_and_groups_kernels_not_compiled() {
+        let needs = "not compiled: needs subgroups, which this adapter lacks";
+        let rows = [
+            row("flash_a", true, false, None),
+            row("flash_u64", false, false, Some("u64 is not a type")),
+            row("sg_a", false, true, Some(needs)),
+            row("sg_b", false, true, Some(needs)),
+        ];
+        let m = kernels_markdown("opengles", &rows);
+        assert!(m.contains("1 compiled into pipelines (0 with warnings), 1 failed, 2 not compiled"));
+        assert!(
+            m.contains("| flash_u64 | FAILED | u64 is not a type | none |"),
+            "{m}"
+        );
+        assert!(m.contains(&format!("- 2 {needs}: sg_a, sg_b\n")), "{m}");
+        assert!(!m.contains("| sg_a"), "{m}");
+        assert!(!m.contains("flash_a"), "{m}");
+    }
 }

@@ -31,9 +31,41 @@ pub struct Config {
     pub dtype: DType,
 }
 
+/// Which kernel forms a sweep row asks for (`--form`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Form {
+    /// The library's choice.
+    Auto,
+    /// The subgroup forms, where the adapter has subgroups.
+    Subgroup,
+    /// The workgroup-memory forms.
+    Workgroup,
+}
+
+impl Form {
+    /// `AttentionOptions::subgroups` for this form.
+    pub fn subgroups(self) -> Option<bool> {
+        match self {
+            Form::Auto => None,
+            Form::Subgroup => Some(true),
+            Form::Workgroup => Some(false),
+        }
+    }
+
+    /// The suffix the variant column gets (none for the library's choice).
+    fn suffix(subgroups: Option<bool>) -> &'static str {
+        match subgroups {
+            None => "",
+            Some(true) => "/sg",
+            Some(false) => "/wg",
+        }
+    }
+}
+
 /// One measured row.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
+    /// The variant asked for, with `/sg` or `/wg` when a form was forced (`--form`).
     pub variant: String,
     /// The variant `auto` resolved to (equal to `variant` otherwise).
     pub ran: String,
@@ -209,7 +241,7 @@ pub fn run(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<
     let burn_ms: Option<f64> = None;
 
     Ok(Row {
-        variant: cfg.variant.to_string(),
+        variant: format!("{}{}", cfg.variant, Form::suffix(cfg.subgroups)),
         ran: ran.to_string(),
         batch: s.batch,
         q_heads: s.q_heads,
@@ -258,7 +290,7 @@ pub fn table_header() -> String {
 pub fn table_line(r: &Row) -> String {
     format!(
         "{:<7} {:>2} {:>3} {:>3} {:>6} {:>6} {:>4} {:<12} {:<5} {:>9.2} {:>9.2} {:>9.2} {:>4} {:>4} {:>8.2} {:>7.2} {:>6} {:>6} {:>8.1e} {:>5} {:>8} {:>6}",
-        if r.variant == r.ran { r.variant.clone() } else { format!("{}>{}", r.variant, r.ran) },
+        if r.variant.split('/').next() == Some(r.ran.as_str()) { r.variant.clone() } else { format!("{}>{}", r.variant, r.ran) },
         r.batch, r.q_heads, r.kv_heads, r.q_len, r.kv_len, r.head_dim, r.causal, r.dtype,
         r.median_ms, r.min_ms, r.max_ms, r.timing, r.runs_per_sample, r.gflops, r.gbps,
         opt(r.pct_fma_peak, 1), opt(r.pct_copy_peak, 1), r.max_abs_err,
