@@ -157,7 +157,10 @@ fn sweep_counts_the_bytes_of_each_dtype_in_each_form() {
     let rows = v["rows"].as_array().unwrap();
     let dtypes: Vec<&str> = rows.iter().map(|r| r["dtype"].as_str().unwrap()).collect();
     assert_eq!(dtypes, ["f32", "f32", "f16", "f16", "bf16", "bf16"]);
-    let variants: Vec<&str> = rows.iter().map(|r| r["variant"].as_str().unwrap()).collect();
+    let variants: Vec<&str> = rows
+        .iter()
+        .map(|r| r["variant"].as_str().unwrap())
+        .collect();
     assert_eq!(variants, ["decode", "decode/wg"].repeat(3));
     assert!(stdout.contains("\ndecode/wg "), "{stdout}");
     // Q 1·2·1·32, K and V 1·1·300·32, O 1·2·1·32 elements.
