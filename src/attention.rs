@@ -155,12 +155,20 @@ impl Context {
     /// form at this size).
     pub fn explain(&self, shape: &Shape, opts: &AttentionOptions) -> String {
         let variant = choose_variant(self, opts, shape);
-        let form = |rows| {
-            fused::flash_form(self, shape, opts.subgroups, opts.emulate_subgroups, rows).describe()
+        let form = |rows, decode| {
+            fused::flash_form(
+                self,
+                shape,
+                opts.subgroups,
+                opts.emulate_subgroups,
+                rows,
+                decode,
+            )
+            .describe()
         };
         match variant {
-            Variant::Fused => format!("fused, {}", form(shape.q_len)),
-            Variant::Decode => format!("decode, {}", form(shape.group() * shape.q_len)),
+            Variant::Fused => format!("fused, {}", form(shape.q_len, false)),
+            Variant::Decode => format!("decode, {}", form(shape.group() * shape.q_len, true)),
             _ if fused::subgroups_enabled(self, opts.subgroups) => {
                 "staged, subgroup row reductions".to_string()
             }

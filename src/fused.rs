@@ -6,7 +6,7 @@
 use crate::context::Context;
 use crate::error::Result;
 use crate::kernels::{
-    bind_group, chunk_flags, flash, mask_and_lengths, params_binding, params_buffer,
+    bind_group, chunk_flags, flash, flash_lanes, mask_and_lengths, params_binding, params_buffer,
     storage_binding, tensor_binding,
 };
 use crate::options::AttentionOptions;
@@ -44,6 +44,9 @@ pub(crate) enum FlashForm {
         size: u32,
         rows: u32,
         emulated: bool,
+        /// The decode form with head dims across lanes (`kernels::flash_lanes`): `rows` are the
+        /// workgroup's, each lane holds all of them.
+        dims_in_lanes: bool,
     },
     /// The workgroup-memory form, and why the subgroup form was not taken.
     Workgroup { why: String },
@@ -56,7 +59,17 @@ impl FlashForm {
             FlashForm::Subgroup {
                 size,
                 rows,
+                dims_in_lanes: true,
+                ..
+            } => format!(
+                "subgroup form, {size} lanes, head dims across lanes, {rows} row{} per workgroup",
+                if *rows == 1 { "" } else { "s" }
+            ),
+            FlashForm::Subgroup {
+                size,
+                rows,
                 emulated,
+                ..
             } => format!(
                 "subgroup form, {size} lanes{}, {rows} row{} per invocation",
                 if *emulated {
@@ -74,13 +87,15 @@ impl FlashForm {
 /// The form of the flash kernel for a problem: the emulated subgroup form where the caller asks
 /// for it, else the subgroup form where the probe confirmed a size and the generated loop is not
 /// too long for these dims, else the workgroup-memory form, with the reason. `rows`: query rows
-/// per head (fused) or per key/value head (decode).
+/// per head (fused) or per key/value head (decode). The decode form on native subgroups puts the
+/// head dims across lanes where [`decode_dims_in_lanes`] says so.
 pub(crate) fn flash_form(
     ctx: &Context,
     s: &Shape,
     subgroups: Option<bool>,
     emulate: Option<u32>,
     rows: usize,
+    decode: bool,
 ) -> FlashForm {
     let (sg, emulated) = match emulate {
         Some(sg) => (sg, true),
@@ -101,6 +116,14 @@ pub(crate) fn flash_form(
             }
         }
     };
+    if decode && !emulated && decode_dims_in_lanes(ctx) {
+        return FlashForm::Subgroup {
+            size: sg,
+            rows: flash_lanes::rows(rows),
+            emulated: false,
+            dims_in_lanes: true,
+        };
+    }
     let max_steps = if emulated {
         flash::EMULATED_MAX_STEPS
     } else {
@@ -111,6 +134,7 @@ pub(crate) fn flash_form(
             size: sg,
             rows: r,
             emulated,
+            dims_in_lanes: false,
         },
         None => FlashForm::Workgroup {
             why: format!(
@@ -122,6 +146,18 @@ pub(crate) fn flash_form(
                 if emulated { "emulated " } else { "" }
             ),
         },
+    }
+}
+
+/// Whether the decode split kernel on native subgroups puts the head dims across lanes
+/// (`kernels::flash_lanes`) instead of query rows: where the tuning row asks for it.
+/// `WGPU_ATTENTION_DECODE_LANES=dims` or `rows` overrides the tuning (for side-by-side
+/// measurements).
+pub(crate) fn decode_dims_in_lanes(ctx: &Context) -> bool {
+    match std::env::var("WGPU_ATTENTION_DECODE_LANES").as_deref() {
+        Ok("dims") => true,
+        Ok("rows") => false,
+        _ => ctx.tuning().0.decode_dims_in_lanes,
     }
 }
 
@@ -214,11 +250,19 @@ pub(crate) fn flash_kernel(
 ) -> Result<(std::sync::Arc<crate::pipeline::Kernel>, usize, Option<u32>)> {
     let s = prob.shape;
     Ok(
-        match flash_form(ctx, &s, opts.subgroups, opts.emulate_subgroups, rows) {
+        match flash_form(
+            ctx,
+            &s,
+            opts.subgroups,
+            opts.emulate_subgroups,
+            rows,
+            decode,
+        ) {
             FlashForm::Subgroup {
                 size,
                 rows: r,
                 emulated,
+                dims_in_lanes,
             } => {
                 let key = flash::subgroup_key(
                     size,
@@ -232,9 +276,15 @@ pub(crate) fn flash_kernel(
                 )
                 .with(prob.data_constants(false))
                 .with(paged_constant(prob));
+                // Dims across lanes: each workgroup covers r rows, not r per lane.
+                let (key, covered) = if dims_in_lanes {
+                    (key.with(vec![("DL", 1)]), r)
+                } else {
+                    (key, size * r)
+                };
                 (
                     ctx.kernel(&flash::SUBGROUP_SOURCE, key)?,
-                    (size * r) as usize,
+                    covered as usize,
                     Some(size),
                 )
             }

@@ -84,6 +84,11 @@ pub struct Tuning {
     /// and the dim is a multiple of 8. Worth it where each load instruction has a high fixed
     /// cost: llvmpipe runs one scalar loop per load over its 8 lanes (PERFORMANCE.md, log 13).
     pub fused_wide_loads: bool,
+    /// Decode split kernel, subgroup form: head dims across lanes (each lane holds every row of
+    /// a query-head group and a slice of the dims; scores reduced across lanes) instead of query
+    /// rows in lanes (`kernels::flash_lanes`). Worth it where per-element broadcasts cost
+    /// instructions and a group has fewer rows than lanes: on lavapipe (PERFORMANCE.md, log 20).
+    pub decode_dims_in_lanes: bool,
     /// Automatic choice: the decode path for at most this many query rows ...
     pub decode_max_q_len: u32,
     /// ... and at least this many keys.
@@ -116,6 +121,7 @@ pub const GENERIC: Tuning = Tuning {
     fused_tile_bytes: 16 * 1024,
     fused_sg_rows: 1,
     fused_wide_loads: false,
+    decode_dims_in_lanes: false,
     decode_max_q_len: 16,
     decode_min_kv_len: 1024,
     decode_rows: 16,
@@ -157,6 +163,7 @@ pub const TABLE: &[TuningRow] = &[
             fused_tile_bytes: 32 * 1024,
             fused_sg_rows: 4,
             fused_wide_loads: true,
+            decode_dims_in_lanes: true,
             decode_max_q_len: 16,
             decode_min_kv_len: 512,
             decode_rows: 16,
@@ -184,6 +191,7 @@ pub const TABLE: &[TuningRow] = &[
             fused_tile_bytes: 16 * 1024,
             fused_sg_rows: 2,
             fused_wide_loads: false,
+            decode_dims_in_lanes: false,
             decode_max_q_len: 16,
             decode_min_kv_len: 256,
             decode_rows: 64,

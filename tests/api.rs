@@ -592,6 +592,7 @@ fn callers_tuning_is_used_and_results_stay_correct() {
         // Off here: lavapipe's own row turns wide loads on, so this covers the vec4<f32> reads of
         // dims that are multiples of 8 (24, 16 below).
         fused_wide_loads: false,
+        decode_dims_in_lanes: false,
         decode_max_q_len: 16,
         decode_min_kv_len: 1 << 20,
         decode_rows: 32,

@@ -260,3 +260,70 @@ fn choice_only_picks_subgroup_sizes_ci_tests() {
         }
     }
 }
+
+/// The decode split kernel in both of its native layouts (`Tuning::decode_dims_in_lanes`): query
+/// rows in lanes, and head dims across lanes (`kernels::flash_lanes`), whichever the adapter's
+/// row picks. Head dims 1, 3, 59, 111 and 256 (read element by element, or past the last lane's
+/// slice), 40 (a wide-load slice that the last lanes overrun) and 128 (an exact slice of 16-element
+/// loads in 16-bit), Dk ≠ Dv, groups of 1, 3 and 8 query heads (24 rows: three workgroups of 8),
+/// both causal alignments, key lengths, bool and additive masks, fully masked rows, thousands of
+/// keys, in f32, f16 and bf16.
+#[test]
+fn sg_decode_both_layouts_match_the_reference() {
+    use wgpu_attention::DType;
+    let base = ctx();
+    let Some(n) = subgroups::support(base).size else {
+        eprintln!(
+            "skipped: no confirmed subgroup size here ({})",
+            subgroups::support(base).note
+        );
+        return;
+    };
+    let cases = |seed: u64| {
+        vec![
+            Case::random("d1", shape(1, 4, 4, 1, 300, 1, 1), seed),
+            Case::random("d3_gqa3", shape(2, 6, 2, 1, 257, 3, 3), seed + 1)
+                .with_causal(Causal::BottomRight)
+                .with_key_lengths(vec![200, 1]),
+            Case::random("d59_dv40", shape(1, 8, 2, 2, 513, 59, 40), seed + 2)
+                .with_random_mask(MaskKind::Bool, [false, true, false, false], 0.6, seed)
+                .with_fully_masked_rows(&[(0, 3, 1)])
+                .unwrap(),
+            Case::random("d111", shape(1, 2, 1, 3, 130, 111, 111), seed + 3)
+                .with_causal(Causal::TopLeft),
+            Case::random("d256", shape(1, 2, 2, 1, 100, 256, 256), seed + 4),
+            Case::random("d40_gqa8", shape(1, 16, 2, 3, 777, 40, 40), seed + 5)
+                .with_random_mask(MaskKind::Additive, [true, true, true, true], 0.9, seed)
+                .with_q_scaled(8.0),
+            Case::random("d128_long", shape(1, 8, 2, 1, 4100, 128, 128), seed + 6)
+                .with_causal(Causal::BottomRight)
+                .with_key_lengths(vec![4001]),
+        ]
+    };
+    for dims in [true, false] {
+        let tuning = wgpu_attention::tuning::Tuning {
+            decode_dims_in_lanes: dims,
+            ..*base.tuning().0
+        };
+        let c = Context::new_blocking(ContextOptions {
+            backends: Some(wgpu::Backends::from(common::expected_backend())),
+            tuning: Some(tuning),
+            ..Default::default()
+        })
+        .unwrap();
+        let opts = AttentionOptions {
+            variant: Variant::Decode,
+            subgroups: Some(true),
+            ..Default::default()
+        };
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            for case in cases(dims as u64 * 10) {
+                let case = case.with_dtype(dtype);
+                let how = c.explain(&case.shape(), &opts);
+                assert_eq!(how.contains("head dims across lanes"), dims, "{how}");
+                assert!(how.contains(&format!("subgroup form, {n} lanes")), "{how}");
+                check(&c, &case, &opts, &format!("decode {how} {dtype:?}"));
+            }
+        }
+    }
+}

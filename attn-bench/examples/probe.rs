@@ -4,7 +4,8 @@
 //!
 //! Bindings the probe provides (declare the ones the kernel uses):
 //! - `@binding(0)`: `var<uniform>` block of 64 KiB, random values in [-1, 1)
-//! - `@binding(1)`: `var<storage, read>` 16 MiB, random values in [-1, 1)
+//! - `@binding(1)`: `var<storage, read>` 16 MiB (`PROBE_MB`), random values in [-1, 1)
+//!   (`PROBE_FILL=bf16`: each word two bf16 values of magnitude below 1)
 //! - `@binding(2)`: `var<storage, read_write>` 16 MiB output
 //!
 //! The device gets SUBGROUP and SHADER_INT64 where the adapter has them. `attn-bench/examples/probes/*.py`
@@ -80,7 +81,21 @@ fn main() {
         buf
     };
     let uniform = make(&random(16384), wgpu::BufferUsages::UNIFORM);
-    let input = make(&random(4 << 20), wgpu::BufferUsages::STORAGE);
+    // PROBE_MB sizes the input (default 16 MiB); PROBE_FILL=bf16 fills each word with two bf16
+    // values in [-1, 1) instead of one f32, so 16-bit kernels read ordinary numbers.
+    let words = std::env::var("PROBE_MB")
+        .ok()
+        .and_then(|m| m.parse::<usize>().ok())
+        .map_or(4 << 20, |mb| mb << 18);
+    let mut data = random(words);
+    if std::env::var("PROBE_FILL").as_deref() == Ok("bf16") {
+        for x in &mut data {
+            let hi = x.to_bits() >> 16;
+            let lo = (x.to_bits() >> 3) & 0x3f7f; // |value| < 1, never NaN or infinite
+            *x = f32::from_bits((hi << 16) | lo);
+        }
+    }
+    let input = make(&data, wgpu::BufferUsages::STORAGE);
     let output = make(&vec![0.0; 4 << 20], wgpu::BufferUsages::STORAGE);
     let readback = device.create_buffer(&wgpu::BufferDescriptor {
         label: None,

@@ -367,6 +367,7 @@ fn apply_tuning(t: &mut wgpu_attention::tuning::Tuning, spec: &str) -> Result<()
             "fused_tile_bytes" => t.fused_tile_bytes = small(v)?,
             "fused_sg_rows" => t.fused_sg_rows = small(v)?,
             "fused_wide_loads" => t.fused_wide_loads = v.parse().map_err(|e| bad(&e))?,
+            "decode_dims_in_lanes" => t.decode_dims_in_lanes = v.parse().map_err(|e| bad(&e))?,
             "decode_max_q_len" => t.decode_max_q_len = small(v)?,
             "decode_min_kv_len" => t.decode_min_kv_len = small(v)?,
             "decode_rows" => t.decode_rows = small(v)?,

@@ -224,6 +224,19 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
         .iter()
         .find(|(n, _)| *n == "DT")
         .map_or(0, |(_, v)| *v);
+    // Head dims across lanes (decode only, native subgroups only; `flash_lanes`): K and V are
+    // declared with the load widths of the lanes' slices.
+    let lanes = constants.iter().any(|&(n, v)| n == "DL" && v != 0);
+    let (ks, vs) = super::flash_lanes::slices(sg, dk, dv, wide);
+    let (wk, wv) = if lanes {
+        assert!(
+            decode && !emu,
+            "the dims-across-lanes form is decode-only and native"
+        );
+        (ks.w.max(4), vs.w.max(4))
+    } else {
+        (wk, wv)
+    };
     let mut out = String::with_capacity(source.len() + 4096 * r as usize);
     for line in source.lines() {
         let Some(name) = line.trim().strip_prefix("//@gen ") else {
@@ -241,6 +254,9 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
             "lane_setup" => "    let lane = sli;\n    \
                              let full = subgroupAdd(1u) == SG && subgroupMax(sli) == SG - 1u;\n"
                 .to_string(),
+            "prologue" if lanes => super::flash_lanes::prologue(sg, r, ks, vs, dt),
+            "block" if lanes => super::flash_lanes::block(sg, r, ks, vs, dt),
+            "epilogue" if lanes => super::flash_lanes::epilogue(r, vs),
             "prologue" => gen_prologue(sg, r, dk, dv, decode, dt),
             "block" => gen_block(sg, r, dk, dv, wk, wv, emu, dt),
             "epilogue" => gen_epilogue(r, dv),

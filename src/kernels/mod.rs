@@ -7,6 +7,7 @@
 
 pub(crate) mod additive;
 pub mod flash;
+pub(crate) mod flash_lanes;
 pub(crate) mod kv_copy;
 pub mod merge;
 pub mod pack;

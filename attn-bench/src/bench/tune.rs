@@ -313,7 +313,7 @@ pub fn run(
 
     let t = best;
     let row = format!(
-        "TuningRow {{\n    adapter: AdapterPattern {{ name: {adapter:?}, ..AdapterPattern::ANY }},\n    tuning: Tuning {{\n        staged_tile: Tile {{ tm: {}, tn: {}, tk: {} }},\n        fused_rows: {},\n        fused_tile_bytes: {},\n        fused_sg_rows: {},\n        fused_wide_loads: {},\n        decode_max_q_len: {},\n        decode_min_kv_len: {},\n        decode_rows: {},\n        dispatch_work: 1 << {},\n    }},\n    source: \"attn-bench tune\",\n}},",
+        "TuningRow {{\n    adapter: AdapterPattern {{ name: {adapter:?}, ..AdapterPattern::ANY }},\n    tuning: Tuning {{\n        staged_tile: Tile {{ tm: {}, tn: {}, tk: {} }},\n        fused_rows: {},\n        fused_tile_bytes: {},\n        fused_sg_rows: {},\n        fused_wide_loads: {},\n        decode_dims_in_lanes: {},\n        decode_max_q_len: {},\n        decode_min_kv_len: {},\n        decode_rows: {},\n        dispatch_work: 1 << {},\n    }},\n    source: \"attn-bench tune\",\n}},",
         t.staged_tile.tm,
         t.staged_tile.tn,
         t.staged_tile.tk,
@@ -321,6 +321,7 @@ pub fn run(
         t.fused_tile_bytes,
         t.fused_sg_rows,
         t.fused_wide_loads,
+        t.decode_dims_in_lanes,
         t.decode_max_q_len,
         t.decode_min_kv_len,
         t.decode_rows,
