@@ -15,9 +15,20 @@ use crate::problem::Problem;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 
-fn splits(ctx: &Context, s: &Shape) -> (usize, usize) {
+/// Keys per split and the number of splits. The workgroup-memory and rows forms take the split
+/// the workgroup form's per-dispatch budget allows. The dims-across-lanes form (`lanes`: its
+/// subgroup size) runs one straight-line loop trip per block of SG keys, so it could take far more
+/// keys per workgroup; it takes enough splits for about 64 workgroups in all (each split costs a
+/// prologue, an epilogue and merge traffic), never fewer keys than that budget and never
+/// more keys than `flash::subgroup_keys_per_dispatch` (lavapipe's loop limiter).
+fn splits(ctx: &Context, s: &Shape, lanes: Option<u32>) -> (usize, usize) {
     let spec = flash::decode_spec(ctx.tuning().0, s.head_dim, s.value_dim);
-    let per_split = flash::keys_per_dispatch(spec);
+    let mut per_split = flash::keys_per_dispatch(spec);
+    if let Some(sg) = lanes {
+        let heads = (s.batch * s.kv_heads).max(1);
+        let want = (s.kv_len * heads).div_ceil(64).next_multiple_of(sg as usize);
+        per_split = want.clamp(per_split, flash::subgroup_keys_per_dispatch(sg));
+    }
     (per_split, s.kv_len.div_ceil(per_split))
 }
 
@@ -31,7 +42,8 @@ pub(crate) fn unsupported(ctx: &Context, s: &Shape) -> Option<String> {
             flash::MAX_DIM
         ));
     }
-    let (_, n) = splits(ctx, s);
+    // The most splits any form takes (the dims-across-lanes form takes no more).
+    let (_, n) = splits(ctx, s, None);
     if n > merge::MAX_SPLITS {
         return Some(format!(
             "kv_len {} needs {n} key splits, more than the merge handles ({})",
@@ -77,10 +89,27 @@ pub(crate) fn record(
     let spec = flash::decode_spec(ctx.tuning().0, s.head_dim, s.value_dim);
     // The split kernel: the fused kernel in its decode mode (subgroup or workgroup-memory form).
     let group_rows = s.group() * s.q_len;
-    let (split_kernel, rows_per_group, _) =
+    let (split_kernel, rows_per_group, sg) =
         crate::fused::flash_kernel(ctx, prob, opts, true, group_rows, spec)?;
     let merge_kernel = ctx.kernel(&merge::SOURCE, merge::key())?;
-    let (per_split, nsplit) = splits(ctx, &s);
+    let lanes = crate::fused::flash_form(
+        ctx,
+        &s,
+        opts.subgroups,
+        opts.emulate_subgroups,
+        group_rows,
+        true,
+    );
+    let lanes = sg.filter(|_| {
+        matches!(
+            lanes,
+            crate::fused::FlashForm::Subgroup {
+                dims_in_lanes: true,
+                ..
+            }
+        )
+    });
+    let (per_split, nsplit) = splits(ctx, &s, lanes);
     let rows = s.batch * s.q_heads * s.q_len;
 
     let mut p = prob.params();

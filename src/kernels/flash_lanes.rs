@@ -226,33 +226,45 @@ pub(crate) fn prologue(sg: u32, r: u32, k: Slice, v: Slice, dt: u32) -> String {
 }
 
 /// One block of SG keys (jb .. jb + SG): partial scores, the reduce-scatter, masks and the online
-/// softmax on each lane's key, then P·V over each lane's slice.
+/// softmax on each lane's key, then P·V over each lane's slice. The cross-lane steps work on the
+/// rows four at a time, as the components of a vec4 (`ROWS4`): one shuffle, select or broadcast
+/// serves four rows.
 pub(crate) fn block(sg: u32, r: u32, k: Slice, v: Slice, dt: u32) -> String {
     let mut c = String::new();
     for key in 0..sg {
         c += &format!("        let kr{key} = kv_row(b, kvh, min(jb + {key}u, p.kv_len - 1u));\n");
     }
+    // Row groups of up to four rows: group g holds rows 4g .. 4g + n - 1 in its components.
+    let groups: Vec<(u32, u32)> = (0..r.div_ceil(4)).map(|g| (g, (r - 4 * g).min(4))).collect();
+    let ty = |n: u32| if n == 1 { "f32".to_string() } else { format!("vec{n}<f32>") };
+    let comp = |n: u32, i: u32| if n == 1 { String::new() } else { format!(".{}", ["x", "y", "z", "w"][i as usize]) };
     // Partial scores: this lane's slice of q·k for every row and key.
     for key in 0..sg {
         c += &load_slice(&format!("k{key}_"), "k", &format!("kr{key}"), k, dt, true);
-        for r in 0..r {
-            let terms: Vec<String> = (0..k.c4)
-                .map(|t| format!("dot(q{r}_{t}, k{key}_{t})"))
+        for &(g, n) in &groups {
+            let rows: Vec<String> = (0..n)
+                .map(|i| {
+                    let r = 4 * g + i;
+                    (0..k.c4)
+                        .map(|t| format!("dot(q{r}_{t}, k{key}_{t})"))
+                        .collect::<Vec<_>>()
+                        .join(" + ")
+                })
                 .collect();
-            c += &format!("        let ps{r}_{key} = {};\n", terms.join(" + "));
+            c += &format!("        let ps{g}_{key} = {}({});\n", ty(n), rows.join(", "));
         }
     }
-    for r in 0..r {
+    for &(g, n) in &groups {
         // Reduce-scatter: at the step with lane bit m, each lane keeps the half of its values
         // whose keys have its bit m and adds its partner's (lane ^ m) partial of the same keys.
-        let mut vals: Vec<String> = (0..sg).map(|key| format!("ps{r}_{key}")).collect();
+        let mut vals: Vec<String> = (0..sg).map(|key| format!("ps{g}_{key}")).collect();
         let mut m = sg / 2;
         while vals.len() > 1 {
-            let n = vals.len() / 2;
-            let mut next = Vec::with_capacity(n);
-            for j in 0..n {
-                let (lo, hi) = (&vals[j], &vals[j + n]);
-                let name = format!("rs{r}_{m}_{j}");
+            let half = vals.len() / 2;
+            let mut next = Vec::with_capacity(half);
+            for j in 0..half {
+                let (lo, hi) = (&vals[j], &vals[j + half]);
+                let name = format!("rs{g}_{m}_{j}");
                 c += &format!(
                     "        let {name} = select({lo}, {hi}, lb{m}) + \
                      subgroupShuffleXor(select({hi}, {lo}, lb{m}), {m}u);\n"
@@ -262,29 +274,44 @@ pub(crate) fn block(sg: u32, r: u32, k: Slice, v: Slice, dt: u32) -> String {
             vals = next;
             m /= 2;
         }
-        // Lane c now holds row r's score against key jb + c.
-        c += &format!(
-            "        let s{r} = masked_score({}, b, h{r}, i{r}, jb + lane, j_stop);\n",
-            vals[0]
-        );
-        let tmax = all_reduce(&mut c, &format!("s{r}"), &format!("mx{r}"), sg, "max");
-        c += &format!("        let st{r} = online_step(&m{r}, &l{r}, {tmax});\n");
-        c += &format!("        let pl{r} = prob(s{r}, st{r}.y);\n");
-        let sum = all_reduce(&mut c, &format!("pl{r}"), &format!("sm{r}"), sg, "add");
-        c += &format!("        l{r} += {sum};\n");
-        for t in 0..v.c4 {
-            c += &format!("        a{r}_{t} *= st{r}.x;\n");
+        // Lane c now holds the group's scores against key jb + c: masks, then the block's max.
+        let scores: Vec<String> = (0..n)
+            .map(|i| {
+                let r = 4 * g + i;
+                format!("masked_score({}{}, b, h{r}, i{r}, jb + lane, j_stop)", vals[0], comp(n, i))
+            })
+            .collect();
+        c += &format!("        let s{g} = {}({});\n", ty(n), scores.join(", "));
+        let tmax = all_reduce(&mut c, &format!("s{g}"), &format!("mx{g}"), sg, "max");
+        let mut probs = Vec::new();
+        for i in 0..n {
+            let r = 4 * g + i;
+            c += &format!("        let st{r} = online_step(&m{r}, &l{r}, {tmax}{});\n", comp(n, i));
+            probs.push(format!("prob(s{g}{}, st{r}.y)", comp(n, i)));
+        }
+        c += &format!("        let pl{g} = {}({});\n", ty(n), probs.join(", "));
+        let sum = all_reduce(&mut c, &format!("pl{g}"), &format!("sm{g}"), sg, "add");
+        for i in 0..n {
+            let r = 4 * g + i;
+            c += &format!("        l{r} += {sum}{};\n", comp(n, i));
+            for t in 0..v.c4 {
+                c += &format!("        a{r}_{t} *= st{r}.x;\n");
+            }
         }
     }
-    // P·V: every lane takes each key's probability and adds it times its slice of the V row.
+    // P·V: every lane takes each key's probabilities and adds them times its slice of the V row.
     for key in 0..sg {
         c += &load_slice(&format!("v{key}_"), "v", &format!("kr{key}"), v, dt, false);
-        for r in 0..r {
-            c += &format!(
-                "        let pb{r}_{key} = vec4<f32>(subgroupBroadcast(pl{r}, {key}u));\n"
-            );
-            for t in 0..v.c4 {
-                c += &format!("        a{r}_{t} = fma(pb{r}_{key}, v{key}_{t}, a{r}_{t});\n");
+        for &(g, n) in &groups {
+            c += &format!("        let pb{g}_{key} = subgroupBroadcast(pl{g}, {key}u);\n");
+            for i in 0..n {
+                let r = 4 * g + i;
+                for t in 0..v.c4 {
+                    c += &format!(
+                        "        a{r}_{t} = fma(vec4<f32>(pb{g}_{key}{}), v{key}_{t}, a{r}_{t});\n",
+                        comp(n, i)
+                    );
+                }
             }
         }
     }
