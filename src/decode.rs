@@ -26,7 +26,9 @@ fn splits(ctx: &Context, s: &Shape, lanes: Option<u32>) -> (usize, usize) {
     let mut per_split = flash::keys_per_dispatch(spec);
     if let Some(sg) = lanes {
         let heads = (s.batch * s.kv_heads).max(1);
-        let want = (s.kv_len * heads).div_ceil(64).next_multiple_of(sg as usize);
+        let want = (s.kv_len * heads)
+            .div_ceil(64)
+            .next_multiple_of(sg as usize);
         per_split = want.clamp(per_split, flash::subgroup_keys_per_dispatch(sg));
     }
     (per_split, s.kv_len.div_ceil(per_split))

@@ -137,8 +137,7 @@ impl KernelSource {
             code.push_str(if constant(constants, "F16N") != 0 {
                 "fn unpack_f16(w: u32) -> vec2<f32> {\n    return unpack2x16float(w);\n}\n"
             } else {
-                "fn unpack_f16(w: u32) -> vec2<f32> {\n    \
-                 return vec2<f32>(f16_from_bits(w & 0xffffu), f16_from_bits(w >> 16u));\n}\n"
+                "fn unpack_f16(w: u32) -> vec2<f32> {\n    return f16x2_from_bits(w);\n}\n"
             });
         }
         code.push_str(&expand_inputs(&body, constants));

@@ -235,9 +235,23 @@ pub(crate) fn block(sg: u32, r: u32, k: Slice, v: Slice, dt: u32) -> String {
         c += &format!("        let kr{key} = kv_row(b, kvh, min(jb + {key}u, p.kv_len - 1u));\n");
     }
     // Row groups of up to four rows: group g holds rows 4g .. 4g + n - 1 in its components.
-    let groups: Vec<(u32, u32)> = (0..r.div_ceil(4)).map(|g| (g, (r - 4 * g).min(4))).collect();
-    let ty = |n: u32| if n == 1 { "f32".to_string() } else { format!("vec{n}<f32>") };
-    let comp = |n: u32, i: u32| if n == 1 { String::new() } else { format!(".{}", ["x", "y", "z", "w"][i as usize]) };
+    let groups: Vec<(u32, u32)> = (0..r.div_ceil(4))
+        .map(|g| (g, (r - 4 * g).min(4)))
+        .collect();
+    let ty = |n: u32| {
+        if n == 1 {
+            "f32".to_string()
+        } else {
+            format!("vec{n}<f32>")
+        }
+    };
+    let comp = |n: u32, i: u32| {
+        if n == 1 {
+            String::new()
+        } else {
+            format!(".{}", ["x", "y", "z", "w"][i as usize])
+        }
+    };
     // Partial scores: this lane's slice of q·k for every row and key.
     for key in 0..sg {
         c += &load_slice(&format!("k{key}_"), "k", &format!("kr{key}"), k, dt, true);
@@ -251,7 +265,11 @@ pub(crate) fn block(sg: u32, r: u32, k: Slice, v: Slice, dt: u32) -> String {
                         .join(" + ")
                 })
                 .collect();
-            c += &format!("        let ps{g}_{key} = {}({});\n", ty(n), rows.join(", "));
+            c += &format!(
+                "        let ps{g}_{key} = {}({});\n",
+                ty(n),
+                rows.join(", ")
+            );
         }
     }
     for &(g, n) in &groups {
@@ -278,7 +296,11 @@ pub(crate) fn block(sg: u32, r: u32, k: Slice, v: Slice, dt: u32) -> String {
         let scores: Vec<String> = (0..n)
             .map(|i| {
                 let r = 4 * g + i;
-                format!("masked_score({}{}, b, h{r}, i{r}, jb + lane, j_stop)", vals[0], comp(n, i))
+                format!(
+                    "masked_score({}{}, b, h{r}, i{r}, jb + lane, j_stop)",
+                    vals[0],
+                    comp(n, i)
+                )
             })
             .collect();
         c += &format!("        let s{g} = {}({});\n", ty(n), scores.join(", "));
@@ -286,7 +308,10 @@ pub(crate) fn block(sg: u32, r: u32, k: Slice, v: Slice, dt: u32) -> String {
         let mut probs = Vec::new();
         for i in 0..n {
             let r = 4 * g + i;
-            c += &format!("        let st{r} = online_step(&m{r}, &l{r}, {tmax}{});\n", comp(n, i));
+            c += &format!(
+                "        let st{r} = online_step(&m{r}, &l{r}, {tmax}{});\n",
+                comp(n, i)
+            );
             probs.push(format!("prob(s{g}{}, st{r}.y)", comp(n, i)));
         }
         c += &format!("        let pl{g} = {}({});\n", ty(n), probs.join(", "));
