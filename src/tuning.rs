@@ -156,7 +156,9 @@ pub const TABLE: &[TuningRow] = &[
         // a prototype of it measured R = 1, 2, 4, 8 at 846, 551, 266–450 and 370–420 ms at
         // 1x8x2048x64 (PERFORMANCE.md, log 11); R = 8 compiles slower for no clear gain. Wide
         // K/V loads: faster in every alternating pair measured at the decode and prefill shapes
-        // (log 13); `attn-bench tune` keeps this value rather than tuning it.
+        // (log 13); `attn-bench tune` keeps this value rather than tuning it. Decode with head
+        // dims across lanes: faster than rows in lanes at the decode shape in f32, f16 and bf16
+        // in every alternating pair (log 20); also kept, not tuned.
         tuning: Tuning {
             staged_tile: DEFAULT_TILE,
             fused_rows: 128,

@@ -24,6 +24,17 @@ const EXPECTED_FAILURES: &[(&str, &str, &str)] = &[
         "GLSL",
         WIDE_ON_GL,
     ),
+    // Decode with head dims across lanes (`_DL1`), wide loads.
+    (
+        "flash_subgroup_SG8_R4_DECODE1_DK128_DV128_MASK1_W641",
+        "GLSL",
+        WIDE_ON_GL,
+    ),
+    (
+        "flash_subgroup_SG8_R4_DECODE1_DK128_DV40_MASK1_W642",
+        "GLSL",
+        WIDE_ON_GL,
+    ),
     // 16-bit rows read 16 elements a load (`_W642`, both 16-bit dtypes).
     (
         "flash_subgroup_SG8_R1_DECODE1_DK128_DV40_MASK1_W642",

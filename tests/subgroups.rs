@@ -321,7 +321,13 @@ fn sg_decode_both_layouts_match_the_reference() {
                 let case = case.with_dtype(dtype);
                 let how = c.explain(&case.shape(), &opts);
                 assert_eq!(how.contains("head dims across lanes"), dims, "{how}");
-                assert!(how.contains(&format!("subgroup form, {n} lanes")), "{how}");
+                // Rows in lanes gives way to the workgroup form where its generated loop would be
+                // too long (head dim 256 at 16 lanes), and says so.
+                assert!(
+                    how.contains(&format!("subgroup form, {n} lanes"))
+                        || (!dims && how.contains("broadcast steps")),
+                    "{how}"
+                );
                 check(&c, &case, &opts, &format!("decode {how} {dtype:?}"));
             }
         }

@@ -342,6 +342,16 @@ pub fn all_kernels() -> Vec<crate::trace::TraceKernel> {
             &flash::SUBGROUP_SOURCE,
             flash::subgroup_key(128, 1, false, 3, 5, 0, 0, true),
         ),
+        // Decode with head dims across lanes: wide loads over exact slices; odd dims element by
+        // element at a GPU's 32 lanes with 8 rows per workgroup.
+        (
+            &flash::SUBGROUP_SOURCE,
+            flash::subgroup_key(8, 4, true, 128, 128, 1, 1, false).with(vec![("DL", 1)]),
+        ),
+        (
+            &flash::SUBGROUP_SOURCE,
+            flash::subgroup_key(32, 8, true, 3, 130, 2, 0, false).with(vec![("DL", 1)]),
+        ),
         (&subgroup_probe::SOURCE, subgroup_probe::key(32)),
         (&additive::SOURCE, additive::key(false)),
         (&additive::SOURCE, additive::key(true)),
@@ -417,6 +427,20 @@ pub fn all_kernels() -> Vec<crate::trace::TraceKernel> {
             (
                 &flash::SUBGROUP_SOURCE,
                 flash::subgroup_key(16, 2, false, 64, 64, 0, 2, true).with(data(true)),
+            ),
+            // Decode with head dims across lanes: 16 elements a load for K, V's slice overrun
+            // by the last lanes; vec4 loads over a KV cache at 16 lanes.
+            (
+                &flash::SUBGROUP_SOURCE,
+                flash::subgroup_key(8, 4, true, 128, 40, 1, 2, false)
+                    .with(data(false))
+                    .with(vec![("DL", 1)]),
+            ),
+            (
+                &flash::SUBGROUP_SOURCE,
+                flash::subgroup_key(16, 2, true, 64, 64, 0, 0, false)
+                    .with(data(true))
+                    .with(vec![("DL", 1), ("PAGED", 1)]),
             ),
             (&pack::SOURCE, pack::key(dt)),
             (&additive::SOURCE, additive::key(false).with(data(false))),
