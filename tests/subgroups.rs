@@ -267,7 +267,7 @@ fn choice_only_picks_subgroup_sizes_ci_tests() {
 /// slice), 40 (a wide-load slice that the last lanes overrun) and 128 (an exact slice of 16-element
 /// loads in 16-bit), Dk ≠ Dv, groups of 1, 3 and 8 query heads (24 rows: three workgroups of 8),
 /// both causal alignments, key lengths, bool and additive masks, fully masked rows, thousands of
-/// keys, in f32, f16 and bf16.
+/// keys, in f32, f16 and bf16 (rows in lanes, the layout other tests cover too, on fewer cases).
 #[test]
 fn sg_decode_both_layouts_match_the_reference() {
     use wgpu_attention::DType;
@@ -316,8 +316,25 @@ fn sg_decode_both_layouts_match_the_reference() {
             subgroups: Some(true),
             ..Default::default()
         };
+        // Every case in f32; in 16-bit the cases whose loads differ (element by element, a wide
+        // slice the last lanes overrun, 16-element loads), each layout's rows all in f16 and
+        // bf16 for dims across lanes, bf16 for rows in lanes. Each case is a new pipeline, and
+        // the subgroup sweep runs this test at every width: this keeps it to about 20.
+        let sixteen: &[&str] = if dims {
+            &["d59_dv40", "d40_gqa8", "d128_long"]
+        } else {
+            &["d3_gqa3", "d40_gqa8"]
+        };
         for dtype in [DType::F32, DType::F16, DType::BF16] {
             for case in cases(dims as u64 * 10) {
+                let wanted = match dtype {
+                    DType::F32 => dims || !matches!(case.name.as_str(), "d1" | "d111" | "d256"),
+                    DType::F16 => dims && sixteen.contains(&case.name.as_str()),
+                    _ => sixteen.contains(&case.name.as_str()),
+                };
+                if !wanted {
+                    continue;
+                }
                 let case = case.with_dtype(dtype);
                 let how = c.explain(&case.shape(), &opts);
                 assert_eq!(how.contains("head dims across lanes"), dims, "{how}");
