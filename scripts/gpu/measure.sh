@@ -25,6 +25,12 @@ for sg in 1 0; do
   step 50 "decode8x8k sg$sg" $S --no-peak --batch 8 --heads 32 --kv-heads 8 --q-len 1 --kv-len 8192 --head-dim 128 --json $R/sweep-decode8x8k-sg$sg.json > $R/sweep-decode8x8k-sg$sg.txt 2>&1
   step 70 "prefill16k sg$sg" $B sweep --no-cpu --dtype f32,f16,bf16 --reps 5 --warmup 2 --no-peak --variant fused --batch 1 --heads 16 --q-len 16384 --head-dim 64 --causal top_left --json $R/sweep-prefill16k-sg$sg.json > $R/sweep-prefill16k-sg$sg.txt 2>&1
 done
+# Decode with head dims across lanes (PERFORMANCE.md, log 20), off in this GPU's tuning row until
+# measured: the same decode shapes with the layout forced, to compare with the rows above.
+export WGPU_ATTENTION_SUBGROUPS=1 WGPU_ATTENTION_DECODE_LANES=dims
+step 50 "decode32k lanes" $S --no-peak --batch 1 --heads 32 --kv-heads 8 --q-len 1 --kv-len 32768 --head-dim 128 --json $R/sweep-decode32k-lanes.json > $R/sweep-decode32k-lanes.txt 2>&1
+step 50 "decode8x8k lanes" $S --no-peak --batch 8 --heads 32 --kv-heads 8 --q-len 1 --kv-len 8192 --head-dim 128 --json $R/sweep-decode8x8k-lanes.json > $R/sweep-decode8x8k-lanes.txt 2>&1
+unset WGPU_ATTENTION_DECODE_LANES
 for f in $R/sweep-*.txt; do echo "# $f"; grep -E "^(staged|fused|decode)|ERROR" $f; done
 step 150 torch python3 .device/torch_sdpa.py > $R/torch_sdpa.jsonl 2> $R/torch.err
 finish
