@@ -94,23 +94,8 @@ pub(crate) fn record(
     let (split_kernel, rows_per_group, sg) =
         crate::fused::flash_kernel(ctx, prob, opts, true, group_rows, spec)?;
     let merge_kernel = ctx.kernel(&merge::SOURCE, merge::key())?;
-    let lanes = crate::fused::flash_form(
-        ctx,
-        &s,
-        opts.subgroups,
-        opts.emulate_subgroups,
-        group_rows,
-        true,
-    );
-    let lanes = sg.filter(|_| {
-        matches!(
-            lanes,
-            crate::fused::FlashForm::Subgroup {
-                dims_in_lanes: true,
-                ..
-            }
-        )
-    });
+    // The subgroup size where the split kernel puts the head dims across lanes.
+    let lanes = sg.and_then(|(size, dims_in_lanes)| dims_in_lanes.then_some(size));
     let (per_split, nsplit) = splits(ctx, &s, lanes);
     let rows = s.batch * s.q_heads * s.q_len;
 

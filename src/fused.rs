@@ -237,9 +237,18 @@ pub(crate) fn flash_bind_group(
     )
 }
 
+/// What [`flash_kernel`] returns: the kernel, the rows one workgroup covers, and for the subgroup
+/// form its size and whether it puts the head dims across lanes.
+pub(crate) type FlashKernel = (
+    std::sync::Arc<crate::pipeline::Kernel>,
+    usize,
+    Option<(u32, bool)>,
+);
+
 /// The flash kernel for a fused or decode call, in the form [`flash_form`] picks (else the
 /// workgroup-memory form of `spec`). Returns the kernel, the rows each workgroup covers (of
-/// `rows` per head, or per key/value head for decode) and the subgroup size of the subgroup form.
+/// `rows` per head, or per key/value head for decode) and, for the subgroup form, its subgroup
+/// size and whether it puts the head dims across lanes.
 pub(crate) fn flash_kernel(
     ctx: &Context,
     prob: &Problem,
@@ -247,7 +256,7 @@ pub(crate) fn flash_kernel(
     decode: bool,
     rows: usize,
     spec: flash::Spec,
-) -> Result<(std::sync::Arc<crate::pipeline::Kernel>, usize, Option<u32>)> {
+) -> Result<FlashKernel> {
     let s = prob.shape;
     Ok(
         match flash_form(
@@ -285,7 +294,7 @@ pub(crate) fn flash_kernel(
                 (
                     ctx.kernel(&flash::SUBGROUP_SOURCE, key)?,
                     covered as usize,
-                    Some(size),
+                    Some((size, dims_in_lanes)),
                 )
             }
             FlashForm::Workgroup { .. } => (
@@ -329,7 +338,7 @@ pub(crate) fn record(
     let spec = flash::spec(ctx.tuning().0, s.head_dim, s.value_dim);
     let (kernel, rows_per_group, subgroup) = flash_kernel(ctx, prob, opts, false, s.q_len, spec)?;
     let kc = match subgroup {
-        Some(sg) => flash::subgroup_keys_per_dispatch(sg),
+        Some((sg, _)) => flash::subgroup_keys_per_dispatch(sg),
         None => flash::keys_per_dispatch(spec),
     };
     let max_wg = ctx.limits().max_compute_workgroups_per_dimension as usize;

@@ -41,6 +41,16 @@ fn cases(sg: usize) -> Vec<Case> {
     ]
 }
 
+/// The subgroup size the probe confirmed on this device; `None`, with the reason printed, where
+/// the native-form tests have nothing to run (they skip).
+fn confirmed_size(c: &Context) -> Option<u32> {
+    let s = subgroups::support(c);
+    if s.size.is_none() {
+        eprintln!("skipped: no confirmed subgroup size here ({})", s.note);
+    }
+    s.size
+}
+
 fn check(ctx: &Context, case: &Case, opts: &AttentionOptions, what: &str) {
     let r = check::verify_blocking(ctx, case, opts, None, Tolerance::CONTRACT)
         .unwrap_or_else(|e| panic!("{what} {}: {e}", case.name));
@@ -73,11 +83,7 @@ fn sg_probe_confirms_a_size_no_larger_than_reported_or_says_why_not() {
 #[test]
 fn sg_native_form_runs_at_the_confirmed_size() {
     let c = ctx();
-    let Some(n) = subgroups::support(c).size else {
-        eprintln!(
-            "skipped: no confirmed subgroup size here ({})",
-            subgroups::support(c).note
-        );
+    let Some(n) = confirmed_size(c) else {
         return;
     };
     for case in cases(n as usize) {
@@ -272,11 +278,7 @@ fn choice_only_picks_subgroup_sizes_ci_tests() {
 fn sg_decode_both_layouts_match_the_reference() {
     use wgpu_attention::DType;
     let base = ctx();
-    let Some(n) = subgroups::support(base).size else {
-        eprintln!(
-            "skipped: no confirmed subgroup size here ({})",
-            subgroups::support(base).note
-        );
+    let Some(n) = confirmed_size(base) else {
         return;
     };
     let cases = |seed: u64| {

@@ -320,7 +320,7 @@ fn gen_bindings(sg: u32, dk: u32, dv: u32, wk: u32, wv: u32, emu: bool, dt: u32)
 }
 
 /// The function that unpacks four 16-bit elements from a pair of words.
-fn unpack4(dt: u32) -> &'static str {
+pub(crate) fn unpack4(dt: u32) -> &'static str {
     if dt == 1 {
         "unpack4_f16"
     } else {
@@ -357,14 +357,7 @@ fn load_vec4(x: &str, buf: &str, row: &str, d: u32, t: u32, width: u32, dt: u32)
     if t % 2 == 1 {
         return String::new();
     }
-    let (lo, hi) = if dt == 0 {
-        (format!("wide_lo({x}w{t})"), format!("wide_hi({x}w{t})"))
-    } else {
-        (
-            format!("{}({x}w{t}.xy)", unpack4(dt)),
-            format!("{}({x}w{t}.zw)", unpack4(dt)),
-        )
-    };
+    let (lo, hi) = wide_halves(&format!("{x}w{t}"), dt);
     format!(
         "        let {x}w{t} = {buf}[{row} * {}u + {}u];\n        \
          let {x}x{t} = {lo};\n        let {x}x{} = {hi};\n",
@@ -372,6 +365,18 @@ fn load_vec4(x: &str, buf: &str, row: &str, d: u32, t: u32, width: u32, dt: u32)
         t / 2,
         t + 1
     )
+}
+
+/// The two vec4s of an 8-element load `w` (a `vec4<u64>` of f32, or four words of 16-bit data).
+pub(crate) fn wide_halves(w: &str, dt: u32) -> (String, String) {
+    if dt == 0 {
+        (format!("wide_lo({w})"), format!("wide_hi({w})"))
+    } else {
+        (
+            format!("{}({w}.xy)", unpack4(dt)),
+            format!("{}({w}.zw)", unpack4(dt)),
+        )
+    }
 }
 
 /// Elements 4t..4t+3 of row `row` of `buf` (a dim of `d`, dtype `dt`; `o` is always f32): one

@@ -21,7 +21,7 @@
 //! docs/PERFORMANCE.md (optimisation log 20). Only the decode form, only native subgroups (no
 //! emulated twin), only where the tuning row asks for it (`Tuning::decode_dims_in_lanes`).
 
-use super::flash::load_width;
+use super::flash::{load_width, unpack4, wide_halves};
 
 /// Rows per workgroup of the dims-across-lanes form: the rows of a query-head group (group ·
 /// q_len), rounded up to a power of two so that lengths share pipelines, at most 8 (more rows take
@@ -71,15 +71,6 @@ pub(crate) fn slices(sg: u32, dk: u32, dv: u32, wide: u32) -> (Slice, Slice) {
         slice(sg, dk, load_width(wide, dk)),
         slice(sg, dv, load_width(wide, dv)),
     )
-}
-
-/// The function that unpacks four 16-bit elements from a pair of words.
-fn unpack4(dt: u32) -> &'static str {
-    if dt == 1 {
-        "unpack4_f16"
-    } else {
-        "unpack4_bf16"
-    }
 }
 
 /// Statements defining `{x}{t}` for t in 0..c4: vec4 t of this lane's slice of row `row` of `buf`
@@ -151,14 +142,7 @@ fn load_slice(x: &str, buf: &str, row: &str, s: Slice, dt: u32, zero_tail: bool)
                     s.d / 8,
                     v4(t)
                 );
-                let (lo, hi) = if dt == 0 {
-                    (format!("wide_lo({x}w{t})"), format!("wide_hi({x}w{t})"))
-                } else {
-                    (
-                        format!("{}({x}w{t}.xy)", unpack4(dt)),
-                        format!("{}({x}w{t}.zw)", unpack4(dt)),
-                    )
-                };
+                let (lo, hi) = wide_halves(&format!("{x}w{t}"), dt);
                 c += &format!("        let {} = {lo};\n", raw(t));
                 c += &format!("        let {} = {hi};\n", raw(t + 1));
                 guard(&mut c, format!("{x}{t}"), t);
