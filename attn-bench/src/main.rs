@@ -268,17 +268,26 @@ struct SweepArgs {
     #[arg(long, value_delimiter = ',')]
     variant: Vec<Variant>,
     /// Dtypes of Q, K, V and O: f32, f16, bf16 (comma list; f32 by default). Each shape and
-    /// variant runs in each, one after another, so they compare within one run.
+    /// variant runs in each, timed in interleaved rounds, so they compare within one run.
     #[arg(long, value_delimiter = ',', default_value = "f32")]
     dtype: Vec<DType>,
     /// Kernel forms: auto (the library's choice), subgroup (the subgroup forms where the
-    /// adapter has them), workgroup (the workgroup-memory forms). Comma list; each runs in
-    /// turn, so they compare within one run. Non-auto forms show in the variant column.
+    /// adapter has them), workgroup (the workgroup-memory forms). Comma list; timed in
+    /// interleaved rounds with the dtypes and variants, so they compare within one run. Non-auto
+    /// forms show in the variant column.
     #[arg(long, value_delimiter = ',', default_value = "auto")]
     form: Vec<bench::sweep::Form>,
-    /// Timed repetitions per configuration.
+    /// Timed samples per configuration. The configurations of one shape and causal mode
+    /// (variants × dtypes × forms) are checked and warmed up first, then sampled in `reps`
+    /// interleaved rounds, one sample each per round, so that a slow spell of the machine falls
+    /// on all of them alike.
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Time each configuration's samples in a row instead of in interleaved rounds (only one
+    /// configuration's tensors alive at a time, for shapes whose every variant and dtype will
+    /// not fit the device together).
+    #[arg(long)]
+    sequential: bool,
     /// Warm-up runs per configuration (the first is also the correctness check).
     #[arg(long, default_value_t = 2)]
     warmup: usize,
@@ -958,36 +967,85 @@ fn cmd_sweep(ctx: &Context, a: &SweepArgs) -> ExitCode {
     let mut rows = Vec::new();
     let mut failures = 0;
     for (shape, causal) in &configs {
-        for variant in variants_for(shape) {
-            for (&dtype, &form) in a
-                .dtype
-                .iter()
-                .flat_map(|d| a.form.iter().map(move |f| (d, f)))
-            {
-                pb.set_message(format!(
-                    "{variant} L={} D={} {causal} {dtype} {form:?}",
-                    shape.kv_len, shape.head_dim
-                ));
-                let cfg = bench::sweep::Config {
-                    subgroups: form.subgroups(),
-                    shape: *shape,
-                    causal: *causal,
-                    variant,
-                    dtype,
-                };
-                match bench::sweep::run(ctx, &timer, cfg, &set) {
-                    Ok(r) => {
-                        pb.suspend(|| println!("{}", bench::sweep::table_line(&r)));
-                        failures += (!r.check_passed) as usize;
-                        rows.push(r);
-                    }
-                    Err(e) => {
-                        pb.suspend(|| println!("{variant} {shape:?} {causal} {dtype}: ERROR {e}"));
-                        failures += 1;
+        let cfgs: Vec<bench::sweep::Config> = variants_for(shape)
+            .into_iter()
+            .flat_map(|variant| {
+                a.dtype.iter().flat_map(move |&dtype| {
+                    a.form.iter().map(move |&form| bench::sweep::Config {
+                        subgroups: form.subgroups(),
+                        shape: *shape,
+                        causal: *causal,
+                        variant,
+                        dtype,
+                    })
+                })
+            })
+            .collect();
+        let label = |c: &bench::sweep::Config| {
+            format!(
+                "{}{} L={} D={} {causal} {}",
+                c.variant,
+                match c.subgroups {
+                    None => "",
+                    Some(true) => "/sg",
+                    Some(false) => "/wg",
+                },
+                shape.kv_len,
+                shape.head_dim,
+                c.dtype
+            )
+        };
+        let mut report = |r: Result<bench::sweep::Row, wgpu_attention::Error>,
+                          c: &bench::sweep::Config| {
+            match r {
+                Ok(r) => {
+                    pb.suspend(|| println!("{}", bench::sweep::table_line(&r)));
+                    failures += (!r.check_passed) as usize;
+                    rows.push(r);
+                }
+                Err(e) => {
+                    pb.suspend(|| println!("{} {shape:?}: ERROR {e}", label(c)));
+                    failures += 1;
+                }
+            }
+            pb.inc(1);
+        };
+        if a.sequential {
+            for c in &cfgs {
+                pb.set_message(label(c));
+                report(bench::sweep::run(ctx, &timer, *c, &set), c);
+            }
+            continue;
+        }
+        // Interleaved: every configuration of this shape checked and warmed up, then timed in
+        // rounds (one sample of each per round), so that a slow spell of the machine falls on
+        // all of them and their ratios hold within the run.
+        let mut prepared = Vec::new();
+        for c in &cfgs {
+            pb.set_message(format!("{} (check, warm-up)", label(c)));
+            match bench::sweep::prepare(ctx, &timer, *c, &set) {
+                Ok(p) => prepared.push((c, Ok(p))),
+                Err(e) => prepared.push((c, Err(e))),
+            }
+        }
+        for round in 0..a.reps.max(1) {
+            pb.set_message(format!(
+                "L={} D={} {causal}: round {}/{}",
+                shape.kv_len,
+                shape.head_dim,
+                round + 1,
+                a.reps.max(1)
+            ));
+            for (_, p) in prepared.iter_mut() {
+                if let Ok(prep) = p {
+                    if let Err(e) = prep.sample(ctx, &timer) {
+                        *p = Err(e);
                     }
                 }
-                pb.inc(1);
             }
+        }
+        for (c, p) in prepared {
+            report(p.map(|p| bench::sweep::finish(p, &timer, &set)), c);
         }
     }
     pb.finish_and_clear();

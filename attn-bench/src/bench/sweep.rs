@@ -1,6 +1,8 @@
 //! Sweeps: every configuration is checked against the f64 CPU reference before it is timed, then
 //! timed after warm-up (the first dispatch of a pipeline compiles it), with GPU timestamps where
-//! the adapter has them. Figures: median/min/max ms, GFLOP/s over the kept query–key pairs,
+//! the adapter has them. The configurations of one shape are timed in interleaved rounds
+//! ([`prepare`], then [`Prepared::sample`] for each in turn, then [`finish`]), so that ratios
+//! between variants, dtypes and forms hold on a noisy machine; [`run`] times one alone. Figures: median/min/max ms, GFLOP/s over the kept query–key pairs,
 //! effective GB/s over compulsory bytes (Q, K, V, O once, at the dtype's element size), % of the
 //! measured ceilings, the CPU baseline (f32) and the burn peer (f32).
 
@@ -16,7 +18,7 @@ use wgpu_attention::reference;
 use wgpu_attention::Context;
 use wgpu_attention::Result;
 use wgpu_attention::Tensor;
-use wgpu_attention::{AttentionOutput, Shape};
+use wgpu_attention::{AttentionOptions, AttentionOutput, Shape};
 use wgpu_attention::{Causal, DType, Variant};
 
 /// One configuration of a sweep.
@@ -128,8 +130,29 @@ pub fn compulsory_bytes(s: &Shape, dtype: DType) -> f64 {
             + s.out().iter().product::<usize>()) as f64
 }
 
-/// Checks one configuration, then times it.
-pub fn run(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<Row> {
+/// A configuration uploaded, checked and warmed up, collecting timed samples.
+pub struct Prepared {
+    cfg: Config,
+    case: Case,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    opts: AttentionOptions,
+    outputs: AttentionOutput,
+    ran: Variant,
+    report: check::Report,
+    /// Calls recorded back to back in each sample.
+    runs: usize,
+    /// Per-call time of each sample (timestamps where the adapter has them), seconds.
+    best: Vec<f64>,
+    /// Per-call wall time of each sample, seconds.
+    wall: Vec<f64>,
+}
+
+/// Uploads one configuration, checks it against the f64 reference and warms it up; its samples
+/// are then taken with [`Prepared::sample`] (interleaved with other configurations' or not)
+/// and summed up by [`finish`].
+pub fn prepare(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<Prepared> {
     let s = cfg.shape;
     let seed = (s.q_len * 31 + s.kv_len * 7 + s.head_dim) as u64;
     let case = Case::random("sweep", s, seed)
@@ -170,42 +193,66 @@ pub fn run(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<
         Tolerance::CONTRACT,
         cfg.dtype,
     );
-
-    // `runs` calls recorded back to back between one pair of timestamps, each sample then
-    // divided by `runs`.
-    let timed = |runs: usize| {
-        timer.time_runs(ctx, runs, |enc| {
-            ctx.record_attention_into(enc, &q, &k, &v, &opts, &outputs)
-                .map(|_| ())
-        })
+    let mut p = Prepared {
+        cfg,
+        case,
+        q,
+        k,
+        v,
+        opts,
+        outputs,
+        ran,
+        report,
+        runs: 1,
+        best: Vec::with_capacity(set.reps),
+        wall: Vec::with_capacity(set.reps),
     };
     // The fastest warm-up run: a run that met a GPU still at idle clocks would overstate it.
     let mut estimate: Option<f64> = None;
     for _ in 1..set.warmup {
-        let t = timed(1)?.best();
+        let t = p.timed(ctx, timer, 1)?.best();
         estimate = Some(estimate.map_or(t, |e| e.min(t)));
     }
     // Short calls run several times per sample, so that a sample lasts `min_sample_ms` and the
     // device stays busy between timestamps (a GPU that idles between short submissions drops
     // its clocks, and its samples then scatter over several times the true cost).
-    let runs = match estimate {
+    p.runs = match estimate {
         Some(t) if t > 0.0 => ((set.min_sample_ms * 1e-3 / t).ceil() as usize).clamp(1, 64),
         _ => 1,
     };
-    let mut best = Vec::with_capacity(set.reps);
-    let mut wall = Vec::with_capacity(set.reps);
-    for _ in 0..set.reps.max(1) {
-        let smp = timed(runs)?;
-        best.push(smp.best());
-        wall.push(smp.wall);
+    Ok(p)
+}
+
+impl Prepared {
+    /// `runs` calls recorded back to back between one pair of timestamps.
+    fn timed(&self, ctx: &Context, timer: &Timer, runs: usize) -> Result<super::timer::Sample> {
+        timer.time_runs(ctx, runs, |enc| {
+            ctx.record_attention_into(enc, &self.q, &self.k, &self.v, &self.opts, &self.outputs)
+                .map(|_| ())
+        })
     }
-    let (med, min, max) = stats(&best);
-    let (wall_med, _, _) = stats(&wall);
+
+    /// Takes one timed sample (per-call times, the sample divided by its runs).
+    pub fn sample(&mut self, ctx: &Context, timer: &Timer) -> Result<()> {
+        let smp = self.timed(ctx, timer, self.runs)?;
+        self.best.push(smp.best());
+        self.wall.push(smp.wall);
+        Ok(())
+    }
+}
+
+/// The row of a prepared configuration from its samples (and the CPU and burn columns, timed
+/// here).
+pub fn finish(p: Prepared, timer: &Timer, set: &Settings) -> Row {
+    let (cfg, s) = (p.cfg, p.cfg.shape);
+    let (med, min, max) = stats(&p.best);
+    let (wall_med, _, _) = stats(&p.wall);
 
     let flops = s.flops(cfg.causal);
     let gflops = flops / med / 1e9;
     let gbps = compulsory_bytes(&s, cfg.dtype) / med / 1e9;
 
+    let case = &p.case;
     let cpu_ms = if set.cpu {
         // One run when a run takes over a second, else up to `reps` runs.
         let mut ts = Vec::new();
@@ -240,9 +287,9 @@ pub fn run(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<
     #[cfg(not(feature = "burn"))]
     let burn_ms: Option<f64> = None;
 
-    Ok(Row {
+    Row {
         variant: format!("{}{}", cfg.variant, Form::suffix(cfg.subgroups)),
-        ran: ran.to_string(),
+        ran: p.ran.to_string(),
         batch: s.batch,
         q_heads: s.q_heads,
         kv_heads: s.kv_heads,
@@ -256,20 +303,29 @@ pub fn run(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<
         max_ms: max * 1e3,
         timing: timer.source().as_str().into(),
         wall_median_ms: wall_med * 1e3,
-        runs_per_sample: runs,
+        runs_per_sample: p.runs,
         gflops,
         gbps,
         pct_fma_peak: set.peak.map(|p| 100.0 * gflops / p.fma_f32_gflops),
         pct_copy_peak: set.peak.map(|p| 100.0 * gbps / p.copy_gbps),
-        max_abs_err: report.max_abs_err,
-        rel_l2: report.rel_l2,
-        rows_checked: report.rows_checked,
-        check_passed: report.passed,
+        max_abs_err: p.report.max_abs_err,
+        rel_l2: p.report.rel_l2,
+        rows_checked: p.report.rows_checked,
+        check_passed: p.report.passed,
         cpu_ms,
         cpu_speedup: cpu_ms.map(|c| c / (wall_med * 1e3)),
         burn_ms,
         burn_ratio: burn_ms.map(|b| wall_med * 1e3 / b),
-    })
+    }
+}
+
+/// Checks one configuration, then times it alone (`reps` samples in a row).
+pub fn run(ctx: &Context, timer: &Timer, cfg: Config, set: &Settings) -> Result<Row> {
+    let mut p = prepare(ctx, timer, cfg, set)?;
+    for _ in 0..set.reps.max(1) {
+        p.sample(ctx, timer)?;
+    }
+    Ok(finish(p, timer, set))
 }
 
 fn opt(x: Option<f64>, prec: usize) -> String {
