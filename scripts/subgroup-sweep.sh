@@ -39,7 +39,7 @@ mkdir -p target/subgroup-sweep
 one_width() {
   local w=$1
   export LP_NATIVE_VECTOR_WIDTH=$w
-  echo "== subgroup sweep: LP_NATIVE_VECTOR_WIDTH=$w"
+  echo "== subgroup sweep: LP_NATIVE_VECTOR_WIDTH=$w [${SECONDS}s into the sweep]"
   ./target/release/attn-bench info | grep -E '^(adapter|subgroup)'
   # The width-dependent subgroup tests (the emulated ones use no subgroup operation and run in
   # the main suite).

@@ -10,6 +10,9 @@
 # - the subgroup-size sweep (scripts/subgroup-sweep.sh: the subgroup tests and the conformance
 #   suite at lavapipe's widths 64 to 1024, each width's subgroup size named in its report).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+# Each step's start with the seconds since the suite began, so CI's log shows where its time goes.
+step() { echo "== [${SECONDS}s] $*"; }
+step "fmt, dependency check, clippy, doc"
 cargo fmt --all --check
 # The library stays lean: none of the tool's crates among its normal dependencies.
 if cargo tree -p wgpu-attention -e normal --prefix none | grep -E '^(clap|indicatif|plotters|rand) '; then
@@ -18,7 +21,9 @@ if cargo tree -p wgpu-attention -e normal --prefix none | grep -E '^(clap|indica
 fi
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
+step "tests"
 cargo test --release
+step "benches built, examples"
 cargo bench --no-run --quiet
 for example in examples/*.rs; do
   name="$(basename "$example" .rs)"
@@ -27,6 +32,7 @@ for example in examples/*.rs; do
 done
 # The package as crates.io would get it: the files it holds (shaders included) build and pass
 # their doctests on their own, outside this workspace.
+step "the package's doctests"
 cargo package -p wgpu-attention --no-verify --allow-dirty --quiet
 pkg="${TMPDIR:-/tmp}/wgpu-attention-package-$$"
 rm -rf "$pkg" && mkdir -p "$pkg"
@@ -42,8 +48,10 @@ cargo build --release --quiet --bin attn-bench
 # of kernels on a cold lavapipe cache: docs/CONFORMANCE.md has its report; run it with
 # `attn-bench conformance tests/golden/*.json`.) The golden files also go through `attn-bench
 # check` in attn-bench/tests/cli.rs.
+step "conformance, f32 matrix and golden files"
 ./target/release/attn-bench conformance tests/golden/*.json --dtype f32 \
   --json target/conformance.json
+step "conformance, 16-bit"
 ./target/release/attn-bench conformance --dtype f16,bf16 --only "$(seq -s, 0 31)" \
   --json target/conformance-16bit.json
 # The Dawn replay suite (docs/CONFORMANCE.md, "Dawn"): every case's GPU work recorded as a trace
@@ -54,6 +62,7 @@ cargo build --release --quiet --bin attn-bench
 # 357 cases, about 3 min on a cold Mesa cache). The whole matrix in all three dtypes (789 cases,
 # 12 min) is `attn-bench conformance --dawn opengles tests/golden/*.json`; its report is in
 # docs/CONFORMANCE.md. No Dawn adapter is a failure, not a skip.
+step "Dawn setup, GLES"
 eval "$(bash scripts/dawn.sh)"
 ./target/release/attn-bench conformance --dawn opengles tests/golden/*.json --dtype f32 \
   --json target/dawn-opengles.json
@@ -64,6 +73,7 @@ eval "$(bash scripts/dawn.sh)"
 DAWN_GOLDEN="$(for f in tests/golden/*.json; do
   python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(sys.argv[1] if max(c["head_dim"], c["value_dim"]) <= 16 else "")' "$f"
 done | xargs)"
+step "Dawn Vulkan"
 # shellcheck disable=SC2086
 ./target/release/attn-bench conformance --dawn vulkan $DAWN_GOLDEN --only 0,7,8,24 \
   --dtype f32 --json target/dawn-vulkan.json
@@ -73,4 +83,6 @@ done | xargs)"
 # (subgroups of 64, which lavapipe runs in the emulated form) is left to tests/subgroups.rs,
 # whose emulated tests cover 64 lanes at the default width, and to the by-hand sweep
 # (`bash scripts/subgroup-sweep.sh`; docs/CONFORMANCE.md has its report).
+step "subgroup sweep"
 SWEEP_SKIP="256 2048" SWEEP_GOLDEN_ONLY="128 1024" bash scripts/subgroup-sweep.sh
+step "done"
