@@ -39,10 +39,16 @@ pub trait Attention {
         v: &[f32],
         shape: Shape,
     ) -> Result<Vec<f32>>;
-    /// Cross-attention: q `[B, H, 1, dh]` against k, v `[B, H, ls, dh]` with key lengths.
-    /// Returns the output `[B, H, 1, dh]` and P `[B, H, 1, ls]`.
+    /// Cross-attention of decoder layer `layer`: q `[B, H, 1, dh]` against k, v `[B, H, ls, dh]`
+    /// with key lengths. `source` names the encoder output k and v were made from: a call with
+    /// the same layer and source has the same k and v, so a backend may keep them between steps
+    /// (the GPU uploads them once per sentence batch, not once per step). Returns the output
+    /// `[B, H, 1, dh]` and P `[B, H, 1, ls]`.
+    #[allow(clippy::too_many_arguments)]
     fn cross(
         &mut self,
+        layer: usize,
+        source: u64,
         q: &[f32],
         k: &[f32],
         v: &[f32],
@@ -60,6 +66,9 @@ pub struct Gpu<'a> {
     layers: usize,
     tgt_len: usize,
     caches: Vec<(KvCache, Vec<SeqId>)>,
+    /// Per decoder layer, the cross-attention keys and values on the device and the source they
+    /// came from (uploaded at a source's first step, reused at its later ones).
+    cross_kv: Vec<Option<(u64, Tensor, Tensor)>>,
 }
 
 impl<'a> Gpu<'a> {
@@ -72,6 +81,7 @@ impl<'a> Gpu<'a> {
             layers,
             tgt_len,
             caches: Vec::new(),
+            cross_kv: Vec::new(),
         }
     }
 
@@ -85,6 +95,7 @@ impl Attention for Gpu<'_> {
         // The caches are made at the first decoder step, which knows the heads and dims.
         let _ = batch;
         self.caches.clear();
+        self.cross_kv.clear();
         Ok(())
     }
 
@@ -159,24 +170,34 @@ impl Attention for Gpu<'_> {
 
     fn cross(
         &mut self,
+        layer: usize,
+        source: u64,
         q: &[f32],
         k: &[f32],
         v: &[f32],
         s: Shape,
         lens: &[u32],
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let (qt, kt, vt) = (
-            self.upload(q, &s.q())?,
-            self.upload(k, &s.k())?,
-            self.upload(v, &s.v())?,
-        );
+        if self.cross_kv.len() <= layer {
+            self.cross_kv.resize_with(layer + 1, || None);
+        }
+        let kept = matches!(&self.cross_kv[layer],
+            Some((id, kt, vt)) if *id == source && kt.shape() == s.k() && vt.shape() == s.v());
+        if !kept {
+            let (kt, vt) = (self.upload(k, &s.k())?, self.upload(v, &s.v())?);
+            self.cross_kv[layer] = Some((source, kt, vt));
+        }
+        let Some((_, kt, vt)) = &self.cross_kv[layer] else {
+            unreachable!("set above")
+        };
+        let qt = self.upload(q, &s.q())?;
         let opts = AttentionOptions {
             key_lengths: Some(lens.to_vec()),
             return_probs: true,
             output_f32: true,
             ..Default::default()
         };
-        let out = self.ctx.attention_blocking(&qt, &kt, &vt, &opts)?;
+        let out = self.ctx.attention_blocking(&qt, kt, vt, &opts)?;
         let p = out
             .probs
             .as_ref()
@@ -273,6 +294,8 @@ impl Attention for Cpu {
 
     fn cross(
         &mut self,
+        _layer: usize,
+        _source: u64,
         q: &[f32],
         k: &[f32],
         v: &[f32],

@@ -55,7 +55,13 @@ pub struct Encoded {
     pub lens: Vec<u32>,
     /// Per decoder layer: keys and values `[B, H, src_len, dh]`.
     cross_kv: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Unique in the process: tells an attention backend that keeps cross-attention keys and
+    /// values between steps which encoder output they belong to.
+    id: u64,
 }
+
+/// The ids of [`Encoded`].
+static NEXT_ENCODED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Model {
     /// Runs the encoder over `sources` (token ids, each 1 to src_len long).
@@ -129,6 +135,7 @@ impl Model {
             src_len: ls,
             lens,
             cross_kv,
+            id: NEXT_ENCODED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -176,7 +183,7 @@ impl Model {
             let hn = self.layer_norm(&format!("dec.{l}.ln2"), &x);
             let q = self.linear(&format!("dec.{l}.cross.q"), &hn);
             let (ck, cv) = &enc.cross_kv[l];
-            let (o, p) = attn.cross(&q, ck, cv, cross, &enc.lens)?;
+            let (o, p) = attn.cross(l, enc.id, &q, ck, cv, cross, &enc.lens)?;
             add(&mut x, &self.linear(&format!("dec.{l}.cross.o"), &o));
             if l + 1 == c.dec_layers {
                 for bi in 0..b {

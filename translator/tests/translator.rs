@@ -109,6 +109,50 @@ fn gpu_logits_match_the_cpu_reference_at_every_step_in_f32_and_f16() {
     }
 }
 
+/// The GPU keeps each layer's cross-attention keys and values between steps; a step over
+/// another encoder output of the same shape must use that output's, not the kept ones. Two
+/// sources of one length are encoded, then stepped in turn on one backend without a reset (the
+/// decoder cache mixes them, the same way on both backends), and every step's logits are
+/// compared with the CPU's.
+#[test]
+fn gpu_uses_the_cross_keys_of_the_encoder_output_it_is_given() {
+    let m = model();
+    let texts = testset();
+    let (a, b) = texts
+        .iter()
+        .enumerate()
+        .find_map(|(i, (a, _))| {
+            texts[i + 1..]
+                .iter()
+                .find(|(b, _)| {
+                    m.encode_source(b).unwrap().len() == m.encode_source(a).unwrap().len() && b != a
+                })
+                .map(|(b, _)| (a.clone(), b.clone()))
+        })
+        .expect("two test sentences of one length");
+    let run = |attn: &mut dyn wgpu_attention_translator::Attention| {
+        attn.reset(1).unwrap();
+        let ea = m.encode(attn, &[m.encode_source(&a).unwrap()]).unwrap();
+        let eb = m.encode(attn, &[m.encode_source(&b).unwrap()]).unwrap();
+        [(&eb, 0), (&ea, 1), (&eb, 2), (&ea, 3)]
+            .iter()
+            .map(|(e, pos)| m.step(attn, e, &[BOS], *pos).unwrap().0)
+            .collect::<Vec<_>>()
+    };
+    let cpu = run(&mut Cpu::default());
+    let mut gpu = Gpu::new(ctx(), m.cfg.dec_layers, m.cfg.tgt_len, DType::F32);
+    let got = run(&mut gpu);
+    for (step, (g, c)) in got.iter().zip(&cpu).enumerate() {
+        let max = c.iter().fold(1f32, |acc, x| acc.max(x.abs()));
+        for (x, y) in g.iter().zip(c) {
+            assert!(
+                (x - y).abs() <= 1e-4 * max && x.is_finite(),
+                "step {step} ({a:?} / {b:?}): {x} vs {y}"
+            );
+        }
+    }
+}
+
 #[test]
 fn greedy_decoding_translates_at_least_95_percent_of_1000_held_out_dates() {
     let set = testset();
