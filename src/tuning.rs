@@ -158,7 +158,14 @@ pub const TABLE: &[TuningRow] = &[
         // K/V loads: faster in every alternating pair measured at the decode and prefill shapes
         // (log 13); `attn-bench tune` keeps this value rather than tuning it. Decode with head
         // dims across lanes: faster than rows in lanes at the decode shape in f32, f16 and bf16
-        // in every alternating pair (log 20); also kept, not tuned.
+        // in every alternating pair (log 20); also kept, not tuned. The decode fields again after
+        // that form (two runs of `attn-bench tune`, 2026-11-23; the second is
+        // docs/tune-lavapipe-2026-11-23.json; PERFORMANCE.md): at one query decode beat fused
+        // from 64 keys in both runs (2-6x from 256 keys) and at 16 in one; up to 4 query rows it
+        // won at 256 and 2,048 keys in both; 8 rows won at 2,048 keys and lost by 35-75% at 64 to
+        // 512. The other fields' trials moved between the two runs (fused_sg_rows 8 and
+        // dispatch_work 2^33 won the first by 4% and 10%, lost the second by 9% and 8%), so they
+        // stay.
         tuning: Tuning {
             staged_tile: DEFAULT_TILE,
             fused_rows: 128,
@@ -166,13 +173,13 @@ pub const TABLE: &[TuningRow] = &[
             fused_sg_rows: 4,
             fused_wide_loads: true,
             decode_dims_in_lanes: true,
-            decode_max_q_len: 16,
-            decode_min_kv_len: 512,
+            decode_max_q_len: 4,
+            decode_min_kv_len: 64,
             decode_rows: 16,
             dispatch_work: crate::kinds::DEFAULT_DISPATCH_WORK,
         },
         source:
-            "lavapipe: `attn-bench tune` 2026-11-21 (docs/tune-lavapipe.json, docs/PERFORMANCE.md)",
+            "lavapipe: `attn-bench tune` 2026-11-21 and, for decode, 2026-11-23 (docs/tune-lavapipe*.json, docs/PERFORMANCE.md)",
     },
     TuningRow {
         adapter: AdapterPattern {

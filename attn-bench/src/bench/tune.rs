@@ -276,30 +276,53 @@ pub fn run(
         .collect();
     pick("dispatch_work", cands, &mut best);
 
-    // Decode threshold: decode against fused at one query, Hq=32 Hkv=8 D=128. The threshold is
-    // the shortest key length from which decode won at every longer length tried.
-    let lens: &[usize] = if quick {
-        &[256, 1024, 4096]
-    } else {
-        &[256, 512, 1024, 2048, 4096, 8192]
-    };
-    let mut decode_wins = Vec::new();
-    for &lk in lens {
-        let s = Shape::new(1, 32, 8, 1, lk, 128, 128);
+    // Decode against fused, each as `auto` would run it (its subgroup form where the adapter has
+    // one), Hq=32 Hkv=8 D=128. Decode's slices of the key axis pay off at one query row and long
+    // keys; at more query rows per head, or few keys, fused may win.
+    let mut race = |s: Shape, field: &'static str, value: String, best: &Tuning| -> bool {
         let cands: Vec<Candidate> = [Variant::Decode, Variant::Fused]
             .iter()
             .map(|&v| Candidate {
-                value: format!("kv_len {lk}"),
-                tuning: best,
-                // Fused as `auto` would run it (its subgroup form where the adapter has one).
+                value: value.clone(),
+                tuning: *best,
                 cfg: Config {
                     subgroups: None,
                     ..cfg(s, v)
                 },
             })
             .collect();
-        let ms = time_and_record(base, "decode_min_kv_len", &cands, rounds, &mut trials);
-        let wins = matches!((ms[0], ms[1]), (Some(d), Some(f)) if d < f);
+        let ms = time_and_record(base, field, &cands, rounds, &mut trials);
+        matches!((ms[0], ms[1]), (Some(d), Some(f)) if d < f)
+    };
+    // The longest query decode takes: the largest of 1, 2, 4, 8, 16 query rows up to which decode
+    // won at every one tried, both at a short and at a middle key length (one threshold on the
+    // key length serves every query length up to this one, so decode must win at short keys
+    // too: on lavapipe, 8 query rows won at 2,048 keys and lost by 40% at 64 and 512). At least
+    // 1: the threshold below then decides whether decode runs at all.
+    let kv_lens = if quick { [256, 1024] } else { [256, 2048] };
+    let mut max_q = 1;
+    for q in [1usize, 2, 4, 8, 16] {
+        let wins = kv_lens.iter().all(|&lk| {
+            let s = Shape::new(1, 32, 8, q, lk, 128, 128);
+            race(s, "decode_max_q_len", format!("q_len {q}"), &best)
+        });
+        if !wins {
+            break;
+        }
+        max_q = q;
+    }
+    best.decode_max_q_len = max_q as u32;
+    // The threshold at one query: the shortest key length from which decode won at every longer
+    // length tried.
+    let lens: &[usize] = if quick {
+        &[16, 256, 1024, 4096]
+    } else {
+        &[16, 64, 256, 1024, 4096, 8192]
+    };
+    let mut decode_wins = Vec::new();
+    for &lk in lens {
+        let s = Shape::new(1, 32, 8, 1, lk, 128, 128);
+        let wins = race(s, "decode_min_kv_len", format!("kv_len {lk}"), &best);
         decode_wins.push((lk, wins));
     }
     let threshold = decode_wins
