@@ -112,9 +112,16 @@ fn check_reads_the_dtype_from_the_file() {
 
 /// `sweep --dtype --form`: one row per dtype and form, the forced form named in the variant
 /// column, and the GB/s count the dtype's real element size (the 16-bit rows' bytes are half the
-/// f32 row's).
+/// f32 row's); the same rows in the same order whether timed in interleaved rounds (the default,
+/// 2 rounds here) or `--sequential`.
 #[test]
 fn sweep_counts_the_bytes_of_each_dtype_in_each_form() {
+    for order in [&[][..], &["--sequential"][..]] {
+        sweep_dtypes_and_forms(order);
+    }
+}
+
+fn sweep_dtypes_and_forms(order: &[&str]) {
     let json = std::env::temp_dir().join(format!("attn-sweep-dtype-{}.json", std::process::id()));
     let out = bench()
         .args([
@@ -138,7 +145,7 @@ fn sweep_counts_the_bytes_of_each_dtype_in_each_form() {
             "--form",
             "auto,workgroup",
             "--reps",
-            "1",
+            "2",
             "--warmup",
             "1",
             "--no-cpu",
@@ -147,16 +154,21 @@ fn sweep_counts_the_bytes_of_each_dtype_in_each_form() {
             "--json",
         ])
         .arg(&json)
+        .args(order)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(out.status.code(), Some(0), "{order:?}: {stdout}");
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let _ = std::fs::remove_file(&json);
     let rows = v["rows"].as_array().unwrap();
     let dtypes: Vec<&str> = rows.iter().map(|r| r["dtype"].as_str().unwrap()).collect();
-    assert_eq!(dtypes, ["f32", "f32", "f16", "f16", "bf16", "bf16"]);
+    assert_eq!(
+        dtypes,
+        ["f32", "f32", "f16", "f16", "bf16", "bf16"],
+        "{order:?}"
+    );
     let variants: Vec<&str> = rows
         .iter()
         .map(|r| r["variant"].as_str().unwrap())
