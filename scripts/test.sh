@@ -68,15 +68,17 @@ eval "$(bash scripts/dawn.sh)"
   --json target/dawn-opengles.json
 # Vulkan through the shim: the subgroup forms at Dawn's subgroup size, shader-f16 present. llvmpipe
 # compiles Tint's SPIR-V of the generated subgroup kernels several times slower than naga's (up to
-# 35 s a kernel at d128), so CI replays the problems and golden files with head dims up to 16 here;
-# the whole run (docs/CONFORMANCE.md) is `attn-bench conformance --dawn vulkan tests/golden/*.json`.
+# 35 s a kernel at d128), so CI replays four problems (in f32, f16 and bf16: the 16-bit subgroup
+# kernels under Tint) and the golden files with head dims up to 16 here; the whole runs
+# (docs/CONFORMANCE.md) are `attn-bench conformance --dawn vulkan tests/golden/*.json` and the
+# same with `--dtype f16,bf16`.
 DAWN_GOLDEN="$(for f in tests/golden/*.json; do
   python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(sys.argv[1] if max(c["head_dim"], c["value_dim"]) <= 16 else "")' "$f"
 done | xargs)"
 step "Dawn Vulkan"
 # shellcheck disable=SC2086
 ./target/release/attn-bench conformance --dawn vulkan $DAWN_GOLDEN --only 0,7,8,24 \
-  --dtype f32 --json target/dawn-vulkan.json
+  --dtype f32,f16,bf16 --json target/dawn-vulkan.json
 # Every other subgroup size lavapipe reports (the run above covers the default width, 256 bits);
 # at widths 128 and 1024 the golden files on every configuration, without the matrix (time:
 # width 1024's matrix took 241 s of a 27-minute run; its full run is by hand). Width 2048
