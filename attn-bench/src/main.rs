@@ -985,11 +985,7 @@ fn cmd_sweep(ctx: &Context, a: &SweepArgs) -> ExitCode {
             format!(
                 "{}{} L={} D={} {causal} {}",
                 c.variant,
-                match c.subgroups {
-                    None => "",
-                    Some(true) => "/sg",
-                    Some(false) => "/wg",
-                },
+                bench::sweep::Form::suffix(c.subgroups),
                 shape.kv_len,
                 shape.head_dim,
                 c.dtype
@@ -1023,10 +1019,7 @@ fn cmd_sweep(ctx: &Context, a: &SweepArgs) -> ExitCode {
         let mut prepared = Vec::new();
         for c in &cfgs {
             pb.set_message(format!("{} (check, warm-up)", label(c)));
-            match bench::sweep::prepare(ctx, &timer, *c, &set) {
-                Ok(p) => prepared.push((c, Ok(p))),
-                Err(e) => prepared.push((c, Err(e))),
-            }
+            prepared.push((c, bench::sweep::prepare(ctx, &timer, *c, &set)));
         }
         for round in 0..a.reps.max(1) {
             pb.set_message(format!(

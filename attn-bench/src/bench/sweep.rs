@@ -55,7 +55,7 @@ impl Form {
     }
 
     /// The suffix the variant column gets (none for the library's choice).
-    fn suffix(subgroups: Option<bool>) -> &'static str {
+    pub fn suffix(subgroups: Option<bool>) -> &'static str {
         match subgroups {
             None => "",
             Some(true) => "/sg",
