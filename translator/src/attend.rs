@@ -181,16 +181,14 @@ impl Attention for Gpu<'_> {
         if self.cross_kv.len() <= layer {
             self.cross_kv.resize_with(layer + 1, || None);
         }
-        let kept = matches!(&self.cross_kv[layer],
-            Some((id, kt, vt)) if *id == source && kt.shape() == s.k() && vt.shape() == s.v());
-        if !kept {
-            let (kt, vt) = (self.upload(k, &s.k())?, self.upload(v, &s.v())?);
-            self.cross_kv[layer] = Some((source, kt, vt));
-        }
-        let Some((_, kt, vt)) = &self.cross_kv[layer] else {
-            unreachable!("set above")
-        };
         let qt = self.upload(q, &s.q())?;
+        let entry = match self.cross_kv[layer].take() {
+            Some((id, kt, vt)) if id == source && kt.shape() == s.k() && vt.shape() == s.v() => {
+                (id, kt, vt)
+            }
+            _ => (source, self.upload(k, &s.k())?, self.upload(v, &s.v())?),
+        };
+        let (_, kt, vt) = self.cross_kv[layer].insert(entry);
         let opts = AttentionOptions {
             key_lengths: Some(lens.to_vec()),
             return_probs: true,

@@ -2,9 +2,10 @@
 //! timed after warm-up (the first dispatch of a pipeline compiles it), with GPU timestamps where
 //! the adapter has them. The configurations of one shape are timed in interleaved rounds
 //! ([`prepare`], then [`Prepared::sample`] for each in turn, then [`finish`]), so that ratios
-//! between variants, dtypes and forms hold on a noisy machine; [`run`] times one alone. Figures: median/min/max ms, GFLOP/s over the kept query–key pairs,
-//! effective GB/s over compulsory bytes (Q, K, V, O once, at the dtype's element size), % of the
-//! measured ceilings, the CPU baseline (f32) and the burn peer (f32).
+//! between variants, dtypes and forms hold on a noisy machine; [`run`] times one alone.
+//! Figures: median/min/max ms, GFLOP/s over the kept query–key pairs, effective GB/s over
+//! compulsory bytes (Q, K, V, O once, at the dtype's element size), % of the measured ceilings,
+//! the CPU baseline (f32) and the burn peer (f32).
 
 use std::time::Instant;
 

@@ -297,7 +297,7 @@ pub fn run(
     // The longest query decode takes: the largest of 1, 2, 4, 8, 16 query rows up to which decode
     // won at every one tried, both at a short and at a middle key length (one threshold on the
     // key length serves every query length up to this one, so decode must win at short keys
-    // too: on lavapipe, 8 query rows won at 2,048 keys and lost by 40% at 64 and 512). At least
+    // too: on lavapipe, 8 query rows won at 2,048 keys and lost by 35-75% at 64 to 512). At least
     // 1: the threshold below then decides whether decode runs at all.
     let kv_lens = if quick { [256, 1024] } else { [256, 2048] };
     let mut max_q = 1;
