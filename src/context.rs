@@ -33,7 +33,8 @@ pub struct ContextOptions {
     /// How kernels unpack f16 data: `Some(true)` with WGSL's `unpack2x16float`, `Some(false)`
     /// with an integer decode that needs no capability. `None` (the default) uses
     /// `unpack2x16float` where a probe finds that the device compiles it (wgpu gates it on
-    /// SHADER_F16_IN_F32, which llvmpipe lacks without SHADER_F16).
+    /// SHADER_F16_IN_F32, which it sets only with SHADER_F16; lavapipe has both), unless
+    /// `WGPU_ATTENTION_F16_UNPACK` says `native` or `integer`.
     pub f16_unpack: Option<bool>,
     /// The optional features ([`OPTIONAL_FEATURES`]) the device may enable: `None` enables every
     /// one the adapter has; `Some(f)` only those also in `f`. With [`ContextOptions::limits`],
@@ -318,11 +319,17 @@ impl Context {
     }
 
     /// Whether kernels unpack f16 data with `unpack2x16float` (see
-    /// [`ContextOptions::f16_unpack`]): the caller's choice, else whether a one-line kernel using
-    /// it compiles on this device (probed once).
+    /// [`ContextOptions::f16_unpack`]): the caller's choice, else
+    /// `WGPU_ATTENTION_F16_UNPACK=native` or `integer` (for side-by-side measurements), else
+    /// whether a one-line kernel using it compiles on this device (probed once).
     pub fn native_f16_unpack(&self) -> bool {
         *self.inner.f16_unpack.get_or_init(|| {
-            self.inner.f16_unpack_option.unwrap_or_else(|| {
+            let env = match std::env::var("WGPU_ATTENTION_F16_UNPACK").as_deref() {
+                Ok("integer") => Some(false),
+                Ok("native") => Some(true),
+                _ => None,
+            };
+            self.inner.f16_unpack_option.or(env).unwrap_or_else(|| {
                 self.scoped("f16 unpack probe", || {
                     self.inner
                         .device
