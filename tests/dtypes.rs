@@ -443,32 +443,47 @@ fn f16_integer_decode_passes_the_golden_files_on_every_configuration() {
 }
 
 /// Every one of the 65,536 f16 bit patterns (normals, subnormals, ±0, ±infinity, NaNs) read by
-/// every variant exactly: V holds all of them, one key per head, so O = 1 · V (the weights of a
-/// single key are exactly 1) and the f32 output is each element as the kernel decoded it (±0 both
-/// compare equal: 1 · -0 + 0 is +0; infinities and NaNs must stay non-finite). Covers
-/// the integer decode wherever the device lacks `unpack2x16float` (lavapipe), else the builtin.
+/// every variant exactly, through both conversions: `unpack2x16float` where the device compiles
+/// it (the shared context; lavapipe does) and the integer decode (a context told not to use the
+/// builtin). V holds all patterns, one key per head, so O = 1 · V (the weights of a single key
+/// are exactly 1) and the f32 output is each element as the kernel decoded it (±0 both compare
+/// equal: 1 · -0 + 0 is +0; infinities and NaNs must stay non-finite).
 #[test]
 fn every_f16_bit_pattern_is_read_exactly_by_every_variant() {
-    let c = ctx();
-    let heads = 256;
-    let bits: Vec<u16> = (0..=u16::MAX).collect();
-    let q = Tensor::from_bits(c, &[1, heads, 1, 4], &vec![0u16; heads * 4], DType::F16).unwrap();
-    let k = Tensor::from_bits(c, &[1, heads, 1, 4], &vec![0u16; heads * 4], DType::F16).unwrap();
-    let v = Tensor::from_bits(c, &[1, heads, 1, 256], &bits, DType::F16).unwrap();
-    for variant in Variant::CONCRETE {
-        let opts = AttentionOptions::default()
-            .variant(variant)
-            .with_f32_output();
-        let out = c.attention_blocking(&q, &k, &v, &opts).unwrap().out;
-        let got = out.read_blocking(c).unwrap();
-        for (i, (&b, &x)) in bits.iter().zip(&got).enumerate() {
-            // A non-finite V element may come out as NaN (README: 0 × ±inf from the padding of a
-            // key block is NaN), never as a finite number.
-            let want = f16::from_bits(b).to_f32();
-            assert!(
-                (!want.is_finite() && !x.is_finite()) || want == x,
-                "{variant}: pattern {b:#06x} (element {i}) read as {x:e}, expected {want:e}"
-            );
+    let integer = wgpu_attention::Context::new_blocking(wgpu_attention::ContextOptions {
+        backends: Some(wgpu::Backends::from(common::expected_backend())),
+        f16_unpack: Some(false),
+        ..Default::default()
+    })
+    .unwrap();
+    for c in [ctx(), &integer] {
+        let how = if c.native_f16_unpack() {
+            "unpack2x16float"
+        } else {
+            "integer decode"
+        };
+        let heads = 256;
+        let bits: Vec<u16> = (0..=u16::MAX).collect();
+        let zeros = vec![0u16; heads * 4];
+        let q = Tensor::from_bits(c, &[1, heads, 1, 4], &zeros, DType::F16).unwrap();
+        let k = Tensor::from_bits(c, &[1, heads, 1, 4], &zeros, DType::F16).unwrap();
+        let v = Tensor::from_bits(c, &[1, heads, 1, 256], &bits, DType::F16).unwrap();
+        for variant in Variant::CONCRETE {
+            let opts = AttentionOptions::default()
+                .variant(variant)
+                .with_f32_output();
+            let out = c.attention_blocking(&q, &k, &v, &opts).unwrap().out;
+            let got = out.read_blocking(c).unwrap();
+            for (i, (&b, &x)) in bits.iter().zip(&got).enumerate() {
+                // A non-finite V element may come out as NaN (README: 0 × ±inf from the padding
+                // of a key block is NaN), never as a finite number.
+                let want = f16::from_bits(b).to_f32();
+                assert!(
+                    (!want.is_finite() && !x.is_finite()) || want == x,
+                    "{variant} ({how}): pattern {b:#06x} (element {i}) read as {x:e}, expected \
+                     {want:e}"
+                );
+            }
         }
     }
 }
