@@ -154,13 +154,8 @@ pub(crate) fn record(
     let (stats_src, norm_src) = softmax::sources(fused::subgroups_enabled(ctx, opts.subgroups));
     let stats_k = ctx.kernel(stats_src, softmax::key(stats_src))?;
     let norm_k = ctx.kernel(norm_src, softmax::key(norm_src))?;
-    // pv reads no mask: only the inputs' dtype, and for f16 how it is unpacked, go into its key.
-    let pv_consts = prob
-        .data_constants(false)
-        .into_iter()
-        .filter(|(n, _)| *n == "DT" || (*n == "F16N" && prob.dtype == crate::dtype::DType::F16))
-        .collect();
-    let pv_k = ctx.kernel(&pv::SOURCE, pv::key(pv_tile).with(pv_consts))?;
+    // pv reads no mask: only the inputs' data constants go into its key.
+    let pv_k = ctx.kernel(&pv::SOURCE, pv::key(pv_tile).with(prob.input_constants()))?;
     // Bahdanau's score: the projection and score kernels, and attn_dim.
     let additive = match &prob.additive {
         Some((dim, w)) => Some((

@@ -401,17 +401,22 @@ fn the_half_rule_rejects_errors_beyond_two_roundings() {
     assert!(!run(&nan).passed);
 }
 
+/// A context that unpacks f16 with the integer decode, never `unpack2x16float`.
+fn integer_f16_ctx() -> wgpu_attention::Context {
+    wgpu_attention::Context::new_blocking(wgpu_attention::ContextOptions {
+        backends: Some(wgpu::Backends::from(common::expected_backend())),
+        f16_unpack: Some(false),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 /// f16 decoded in integer arithmetic (no `unpack2x16float`, which some adapters cannot compile):
 /// the f16 golden files on every configuration, and tiny (subnormal) and large values through
 /// a context that is told not to use the builtin.
 #[test]
 fn f16_integer_decode_passes_the_golden_files_on_every_configuration() {
-    let c = wgpu_attention::Context::new_blocking(wgpu_attention::ContextOptions {
-        backends: Some(wgpu::Backends::from(common::expected_backend())),
-        f16_unpack: Some(false),
-        ..Default::default()
-    })
-    .unwrap();
+    let c = integer_f16_ctx();
     assert!(!c.native_f16_unpack());
     eprintln!(
         "the shared context unpacks f16 with unpack2x16float: {}",
@@ -450,12 +455,7 @@ fn f16_integer_decode_passes_the_golden_files_on_every_configuration() {
 /// equal: 1 · -0 + 0 is +0; infinities and NaNs must stay non-finite).
 #[test]
 fn every_f16_bit_pattern_is_read_exactly_by_every_variant() {
-    let integer = wgpu_attention::Context::new_blocking(wgpu_attention::ContextOptions {
-        backends: Some(wgpu::Backends::from(common::expected_backend())),
-        f16_unpack: Some(false),
-        ..Default::default()
-    })
-    .unwrap();
+    let integer = integer_f16_ctx();
     for c in [ctx(), &integer] {
         let how = if c.native_f16_unpack() {
             "unpack2x16float"

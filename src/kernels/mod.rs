@@ -146,6 +146,20 @@ impl crate::problem::Problem {
         }
         c
     }
+
+    /// The data-type constants of a kernel that reads q, k or v but never the mask (staged P·V):
+    /// DT where the inputs are 16-bit, and F16N where they are f16 unpacked with
+    /// `unpack2x16float`.
+    pub(crate) fn input_constants(&self) -> Vec<(&'static str, u32)> {
+        let mut c = Vec::new();
+        if self.dtype != crate::dtype::DType::F32 {
+            c.push(("DT", self.dtype.code()));
+        }
+        if self.f16_native && self.dtype == crate::dtype::DType::F16 {
+            c.push(("F16N", 1));
+        }
+        c
+    }
 }
 
 /// One uniform buffer holding every dispatch's parameters, one aligned block each (bound with a
