@@ -169,3 +169,32 @@ fn every_kernel_translates_to_spirv_msl_hlsl_and_glsl() {
     }
     assert!(unexpected.is_empty(), "{}", unexpected.join("\n"));
 }
+
+/// naga 30 lowers WGSL's `bitcast<T>(e)` to a cast that keeps only T's scalar kind (its
+/// `Expression::As { convert: None }` has no width or size), so `bitcast<vec2<f16>>(w)` of a u32
+/// is a u32-to-f32 bitcast, and the module validates: wrong values with no error
+/// (docs/PERFORMANCE.md, log 23, where an `f16`-typed unpack tried it and failed its check).
+/// This test shows the behaviour still holds (when naga fixes it, the first assertion fails and the
+/// f16-typed form can be tried again), and that no kernel bitcasts to an f16 type.
+#[test]
+fn no_kernel_bitcasts_to_f16_which_naga_lowers_to_f32() {
+    let probe = "enable f16;\nfn f(w: u32) -> f32 {\n    return bitcast<vec2<f16>>(w);\n}\n";
+    let module = naga::front::wgsl::parse_str(probe).expect("the probe parses");
+    let caps = Capabilities::SHADER_FLOAT16;
+    assert!(
+        Validator::new(ValidationFlags::all(), caps)
+            .validate(&module)
+            .is_ok(),
+        "naga now types bitcast<vec2<f16>>(u32) as vec2<f16>: revisit log 23's f16-typed unpack"
+    );
+    for (label, code) in wgpu_attention::kernels::all_sources() {
+        let compact: String = code.split_whitespace().collect();
+        for (at, _) in compact.match_indices("bitcast<") {
+            let target = compact[at..].split('(').next().unwrap_or_default();
+            assert!(
+                !target.contains("f16"),
+                "{label}: `{target}`: naga 30 turns a bitcast to an f16 type into an f32 bitcast"
+            );
+        }
+    }
+}
