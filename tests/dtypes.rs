@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{check_all_variants, check_with, ctx, shape};
+use common::{check_all_variants, check_with, combined_rules, ctx, shape};
 use wgpu_attention::case::Case;
 use wgpu_attention::check::{self, Tolerance};
 use wgpu_attention::half::{bf16, f16};
@@ -236,19 +236,12 @@ fn gqa_dk_ne_dv_both_causal_alignments_key_lengths_and_masks() {
         for causal in [Causal::TopLeft, Causal::BottomRight] {
             for kind in [MaskKind::Bool, MaskKind::Additive] {
                 seed += 1;
-                let c = Case::random(
+                let c = combined_rules(
                     format!("{dtype}_combined_{causal}_{kind:?}"),
-                    shape(2, 8, 2, 45, 70, 40, 24),
-                    seed,
-                )
-                .with_dtype(dtype)
-                .with_causal(causal)
-                .with_key_lengths(vec![70, 0])
-                .with_scale(-0.37)
-                .with_random_mask(
+                    dtype,
+                    causal,
                     kind,
-                    [false, true, false, false],
-                    if kind == MaskKind::Bool { 0.75 } else { 1.0 },
+                    vec![70, 0],
                     seed,
                 );
                 check_all_variants(&c, true, None);

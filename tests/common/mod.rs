@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 use wgpu_attention::case::Case;
 use wgpu_attention::check::{self, Report, Tolerance};
 pub use wgpu_attention::conformance::Config;
-use wgpu_attention::{AttentionOptions, Context, ContextOptions, Shape, Variant};
+use wgpu_attention::{
+    AttentionOptions, Causal, Context, ContextOptions, DType, MaskKind, Shape, Variant,
+};
 
 /// The backend the tests must run on: `ATTN_TEST_BACKEND`, else `WGPU_BACKEND`, else vulkan.
 /// A context on any other backend fails the tests instead of passing them somewhere unintended.
@@ -64,6 +66,32 @@ pub fn configs() -> Vec<Config> {
 
 pub fn shape(b: usize, hq: usize, hkv: usize, lq: usize, lk: usize, d: usize, dv: usize) -> Shape {
     Shape::new(b, hq, hkv, lq, lk, d, dv)
+}
+
+/// Every rule at once (tests/differential.rs in f32, tests/dtypes.rs in 16-bit): GQA 8/2, Dk ≠ Dv
+/// (40, 24), `causal`, `key_lengths` for the two batch entries, a negative scale and a per-head
+/// random mask of `kind`. Additive values stay in [-4, 4): with causal rows as short as one key, a
+/// -1e9 on every kept key of a row would ask for the softmax of values that f32 rounds to
+/// multiples of 64 (documented in README: use bool masks to mask hard).
+pub fn combined_rules(
+    name: String,
+    dtype: DType,
+    causal: Causal,
+    kind: MaskKind,
+    key_lengths: Vec<u32>,
+    seed: u64,
+) -> Case {
+    Case::random(name, shape(2, 8, 2, 45, 70, 40, 24), seed)
+        .with_dtype(dtype)
+        .with_causal(causal)
+        .with_key_lengths(key_lengths)
+        .with_scale(-0.37)
+        .with_random_mask(
+            kind,
+            [false, true, false, false],
+            if kind == MaskKind::Bool { 0.75 } else { 1.0 },
+            seed,
+        )
 }
 
 /// Runs `case` on every concrete variant (outputs poisoned with NaN), compares with the f64
