@@ -5,63 +5,14 @@
 // 16-bit store is a read-modify-write of its word). With an odd element count the last word's
 // upper half is not the tensor's: it is read and written back unchanged.
 //
-// The rounding is done in integer arithmetic on the bit patterns, not with pack2x16float, whose
-// rounding mode WGSL leaves to the implementation: so the result is the same correctly rounded
-// value on every adapter, and NaN (a kernel's signal that the device broke a promise) stays NaN.
+// The rounding (shaders/round16.wgsl, put in front by the host) is exact round-to-nearest-even in
+// integer arithmetic, the same on every adapter.
 //
-// Specialization constants (header): WG, DT (1 f16, 2 bf16).
+// Specialization constants (header): WG, ODT (1 f16, 2 bf16).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
-
-// f32 to f16 bits, round to nearest even; beyond f16's range the result is ±inf.
-fn to_f16(x: f32) -> u32 {
-    let b = bitcast<u32>(x);
-    let sign = (b >> 16u) & 0x8000u;
-    let a = b & 0x7fffffffu;
-    if (a > 0x7f800000u) {
-        return sign | 0x7e00u; // NaN
-    }
-    if (a >= 0x477ff000u) {
-        return sign | 0x7c00u; // 65520 and up round to infinity
-    }
-    if (a >= 0x38800000u) {
-        // Normal in f16 (2^-14 and up): rebias the exponent (127 - 15 = 112), round away 13 bits.
-        let r = a - 0x38000000u;
-        return sign | ((r + 0xfffu + ((r >> 13u) & 1u)) >> 13u);
-    }
-    if (a < 0x33000000u) {
-        return sign; // below 2^-25: rounds to zero
-    }
-    // Subnormal in f16: the value is m · 2^(e - 150) = h · 2^-24, so h = m >> (126 - e), rounded.
-    let e = a >> 23u;
-    let m = (a & 0x7fffffu) | 0x800000u;
-    let shift = 126u - e;
-    let half = 1u << (shift - 1u);
-    let rem = m & ((1u << shift) - 1u);
-    var h = m >> shift;
-    if (rem > half || (rem == half && (h & 1u) == 1u)) {
-        h += 1u;
-    }
-    return sign | h;
-}
-
-// f32 to bf16 bits (the upper half of the f32), round to nearest even.
-fn to_bf16(x: f32) -> u32 {
-    let b = bitcast<u32>(x);
-    if ((b & 0x7fffffffu) > 0x7f800000u) {
-        return (b >> 16u) | 0x40u; // NaN, kept quiet
-    }
-    return (b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u;
-}
-
-fn to_bits(x: f32) -> u32 {
-    if (DT == 1u) {
-        return to_f16(x);
-    }
-    return to_bf16(x);
-}
 
 @compute @workgroup_size(WG)
 fn main(
@@ -73,10 +24,10 @@ fn main(
     if (e >= p.count) {
         return;
     }
-    let lo = to_bits(src[e]);
+    let lo = to_bits16(src[e], ODT);
     var hi: u32;
     if (e + 1u < p.count) {
-        hi = to_bits(src[e + 1u]);
+        hi = to_bits16(src[e + 1u], ODT);
     } else {
         hi = dst[w] >> 16u;
     }

@@ -124,6 +124,13 @@ pub(crate) fn choose_variant(ctx: &Context, opts: &AttentionOptions, shape: &Sha
     }
 }
 
+/// Whether the variant's kernels write a 16-bit O in its dtype. Only the decode path's merge does
+/// (`shaders/merge.wgsl`); the others write f32, packed afterwards (`kernels::pack`), which costs
+/// an f32 scratch copy of O.
+pub(crate) fn writes_16bit_output(variant: Variant) -> bool {
+    variant == Variant::Decode
+}
+
 /// Fresh outputs of a checked call: O in its dtype, lse and P (f32) where asked for, and the
 /// variant the call runs.
 pub(crate) fn new_outputs(
@@ -238,8 +245,9 @@ impl Context {
             Some(l) => l.clone(),
             None => Tensor::empty(self, &prob.shape.lse(), DType::F32)?,
         };
-        // The kernels write O in f32; a 16-bit O is packed from an f32 scratch copy after.
-        let packed = outputs.out.dtype() != DType::F32;
+        // The decode path's merge writes a 16-bit O itself; the other paths write O in f32, and a
+        // 16-bit O is packed from an f32 scratch copy after.
+        let packed = outputs.out.dtype() != DType::F32 && !writes_16bit_output(outputs.variant);
         let full = AttentionOutput {
             out: if packed {
                 Tensor::empty(self, &prob.shape.out(), DType::F32)?
@@ -255,7 +263,8 @@ impl Context {
         Ok(())
     }
 
-    /// Records the chosen variant's kernels, writing an f32 O.
+    /// Records the chosen variant's kernels, writing O in its dtype where the variant can
+    /// (`writes_16bit_output`), else in f32.
     #[allow(clippy::too_many_arguments)]
     fn record_paths(
         &self,

@@ -93,7 +93,7 @@ pub(crate) fn record(
     let group_rows = s.group() * s.q_len;
     let (split_kernel, rows_per_group, sg) =
         crate::fused::flash_kernel(ctx, prob, opts, true, group_rows, spec)?;
-    let merge_kernel = ctx.kernel(&merge::SOURCE, merge::key())?;
+    let merge_kernel = ctx.kernel(&merge::SOURCE, merge::key(out.dtype()))?;
     // The subgroup size where the split kernel puts the head dims across lanes.
     let lanes = sg.and_then(|(size, dims_in_lanes)| dims_in_lanes.then_some(size));
     let (per_split, nsplit) = splits(ctx, &s, lanes);
@@ -134,7 +134,7 @@ pub(crate) fn record(
         ],
     );
     let max_wg = ctx.limits().max_compute_workgroups_per_dimension as usize;
-    let items = rows * s.value_dim.div_ceil(4);
+    let items = merge::items(rows, s.value_dim, out.dtype());
     let groups = items.div_ceil(merge::WG as usize);
     let (mx, my) = (groups.min(max_wg), groups.div_ceil(max_wg));
 

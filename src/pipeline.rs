@@ -140,6 +140,9 @@ impl KernelSource {
                 "fn unpack_f16(w: u32) -> vec2<f32> {\n    return f16x2_from_bits(w);\n}\n"
             });
         }
+        if body.contains("to_bits16(") || body.contains("pack4_16(") {
+            code.push_str(ROUND16_WGSL);
+        }
         code.push_str(&expand_inputs(&body, constants));
         code
     }
@@ -151,9 +154,14 @@ impl KernelSource {
 /// `unpack2x16float` where the key's F16N is 1, else the integer decode.
 const UNPACK_WGSL: &str = include_str!("../shaders/unpack.wgsl");
 
+/// The rounding of f32 results to 16-bit bits (`shaders/round16.wgsl`), put in front of kernels
+/// whose code calls it: those that can write a 16-bit O (their key's ODT: 1 f16, 2 bf16).
+const ROUND16_WGSL: &str = include_str!("../shaders/round16.wgsl");
+
 /// Constants that are 0 where a key does not name them: PAGED (K and V read from a KV cache's
-/// blocks through a block table, `kv_cache.rs`).
-const OFF_BY_DEFAULT: [&str; 1] = ["PAGED"];
+/// blocks through a block table, `kv_cache.rs`) and ODT (the dtype of a 16-bit O the kernel
+/// writes itself; 0: the kernel writes O in f32).
+const OFF_BY_DEFAULT: [&str; 2] = ["PAGED", "ODT"];
 
 /// A constant of a pipeline key, 0 when the key does not have it.
 fn constant(constants: &[(&'static str, u32)], name: &str) -> u32 {

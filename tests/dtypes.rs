@@ -173,13 +173,20 @@ fn mixed_dtypes_are_typed_errors_that_name_the_tensor() {
 
 /// The packed output is exactly the f32 output rounded to nearest even: the kernel's integer
 /// rounding against the host's, on normal values, values near f16's largest (V up to 6e4) and
-/// f16 subnormals (V below 2^-14), with an odd element count.
+/// f16 subnormals (V below 2^-14), on every variant. The decode path's merge writes a 16-bit O
+/// itself, in each of its forms: value dim 5 (one invocation a word, words across rows, an odd
+/// element count), 6 (one a word, rows of whole words) and 8 (two words per 4 columns).
 #[test]
 fn packed_output_is_the_f32_output_rounded_to_nearest_even() {
     let c = ctx();
-    for (name, factor) in [("normal", 1.0f32), ("large", 6.0e4), ("tiny", 3.0e-5)] {
+    let cases = [("normal", 1.0f32), ("large", 6.0e4), ("tiny", 3.0e-5)]
+        .into_iter()
+        .flat_map(|(name, factor)| [5, 6, 8].map(|dv| (name, factor, dv)));
+    for (name, factor, dv) in cases {
         for dtype in HALF {
-            let mut case = Case::random(name, shape(1, 3, 1, 7, 45, 8, 5), 40).with_dtype(dtype);
+            let name = format!("{name}_dv{dv}");
+            let mut case =
+                Case::random(name.clone(), shape(1, 3, 1, 7, 45, 8, dv), 40).with_dtype(dtype);
             case.v
                 .iter_mut()
                 .for_each(|x| *x = dtype.round(*x * factor));

@@ -322,7 +322,7 @@ pub fn all_kernels() -> Vec<crate::trace::TraceKernel> {
         (&flash::SOURCE, flash::key(flash::spec(t, 3, 130))),
         (&flash::SOURCE, flash::key(flash::spec(t, 256, 256))),
         (&flash::SOURCE, flash::key(flash::decode_spec(t, 128, 128))),
-        (&merge::SOURCE, merge::key()),
+        (&merge::SOURCE, merge::key(crate::dtype::DType::F32)),
         (
             &flash::SUBGROUP_SOURCE,
             flash::subgroup_key(8, 4, false, 64, 64, 0, 0, false),
@@ -457,6 +457,7 @@ pub fn all_kernels() -> Vec<crate::trace::TraceKernel> {
                     .with(vec![("DL", 1), ("PAGED", 1)]),
             ),
             (&pack::SOURCE, pack::key(dt)),
+            (&merge::SOURCE, merge::key(dt)),
             (&additive::SOURCE, additive::key(false).with(data(false))),
             (&additive::SOURCE, additive::key(true).with(data(true))),
             (&kv_copy::SOURCE, kv_copy::key(dt, false)),

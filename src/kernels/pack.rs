@@ -27,7 +27,7 @@ pub(crate) const WG: u32 = 256;
 pub(crate) fn key(dtype: DType) -> PipelineKey {
     PipelineKey {
         name: SOURCE.name,
-        constants: vec![("WG", WG), ("DT", dtype.code())],
+        constants: vec![("WG", WG), ("ODT", dtype.code())],
     }
 }
 
