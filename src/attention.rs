@@ -124,11 +124,21 @@ pub(crate) fn choose_variant(ctx: &Context, opts: &AttentionOptions, shape: &Sha
     }
 }
 
-/// Whether the variant's kernels write a 16-bit O in its dtype. Only the decode path's merge does
-/// (`shaders/merge.wgsl`); the others write f32, packed afterwards (`kernels::pack`), which costs
-/// an f32 scratch copy of O.
-pub(crate) fn writes_16bit_output(variant: Variant) -> bool {
-    variant == Variant::Decode
+/// Whether the variant's kernels write a 16-bit O in its dtype for this problem: the decode path's
+/// merge always does (`shaders/merge.wgsl`), the fused path where `fused::direct_16bit` says so.
+/// Elsewhere the kernels write f32, packed afterwards (`kernels::pack`), which costs an f32
+/// scratch copy of O.
+pub(crate) fn writes_16bit_output(
+    ctx: &Context,
+    prob: &Problem,
+    opts: &AttentionOptions,
+    variant: Variant,
+) -> bool {
+    match variant {
+        Variant::Decode => true,
+        Variant::Fused => fused::direct_16bit(ctx, prob, opts),
+        Variant::Staged | Variant::Auto => false,
+    }
 }
 
 /// Fresh outputs of a checked call: O in its dtype, lse and P (f32) where asked for, and the
@@ -245,9 +255,11 @@ impl Context {
             Some(l) => l.clone(),
             None => Tensor::empty(self, &prob.shape.lse(), DType::F32)?,
         };
-        // The decode path's merge writes a 16-bit O itself; the other paths write O in f32, and a
-        // 16-bit O is packed from an f32 scratch copy after.
-        let packed = outputs.out.dtype() != DType::F32 && !writes_16bit_output(outputs.variant);
+        // The decode path's merge and the fused path's single key chunk write a 16-bit O
+        // themselves; otherwise the kernels write O in f32, and a 16-bit O is packed from an f32
+        // scratch copy after.
+        let packed = outputs.out.dtype() != DType::F32
+            && !writes_16bit_output(self, prob, opts, outputs.variant);
         let full = AttentionOutput {
             out: if packed {
                 Tensor::empty(self, &prob.shape.out(), DType::F32)?

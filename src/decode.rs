@@ -92,7 +92,7 @@ pub(crate) fn record(
     // The split kernel: the fused kernel in its decode mode (subgroup or workgroup-memory form).
     let group_rows = s.group() * s.q_len;
     let (split_kernel, rows_per_group, sg) =
-        crate::fused::flash_kernel(ctx, prob, opts, true, group_rows, spec)?;
+        crate::fused::flash_kernel(ctx, prob, opts, true, group_rows, spec, 0)?;
     let merge_kernel = ctx.kernel(&merge::SOURCE, merge::key(out.dtype()))?;
     // The subgroup size where the split kernel puts the head dims across lanes.
     let lanes = sg.and_then(|(size, dims_in_lanes)| dims_in_lanes.then_some(size));

@@ -249,6 +249,8 @@ pub(crate) type FlashKernel = (
 /// workgroup-memory form of `spec`). Returns the kernel, the rows each workgroup covers (of
 /// `rows` per head, or per key/value head for decode) and, for the subgroup form, its subgroup
 /// size and whether it puts the head dims across lanes.
+/// `odt`: the dtype code of a 16-bit O the subgroup form writes itself (0: an f32 O; only where
+/// [`direct_16bit`] allows it).
 pub(crate) fn flash_kernel(
     ctx: &Context,
     prob: &Problem,
@@ -256,6 +258,7 @@ pub(crate) fn flash_kernel(
     decode: bool,
     rows: usize,
     spec: flash::Spec,
+    odt: u32,
 ) -> Result<FlashKernel> {
     let s = prob.shape;
     Ok(
@@ -284,7 +287,12 @@ pub(crate) fn flash_kernel(
                     emulated,
                 )
                 .with(prob.data_constants(false))
-                .with(paged_constant(prob));
+                .with(paged_constant(prob))
+                .with(if odt != 0 {
+                    vec![("ODT", odt)]
+                } else {
+                    Vec::new()
+                });
                 // Dims across lanes: each workgroup covers r rows, not r per lane.
                 let (key, covered) = if dims_in_lanes {
                     (key.with(vec![("DL", 1)]), r)
@@ -297,18 +305,48 @@ pub(crate) fn flash_kernel(
                     Some((size, dims_in_lanes)),
                 )
             }
-            FlashForm::Workgroup { .. } => (
-                ctx.kernel(
-                    &flash::SOURCE,
-                    flash::key(spec)
-                        .with(prob.data_constants(true))
-                        .with(paged_constant(prob)),
-                )?,
-                spec.bq as usize,
-                None,
-            ),
+            FlashForm::Workgroup { .. } => {
+                debug_assert_eq!(odt, 0, "the workgroup-memory form writes an f32 O");
+                (
+                    ctx.kernel(
+                        &flash::SOURCE,
+                        flash::key(spec)
+                            .with(prob.data_constants(true))
+                            .with(paged_constant(prob)),
+                    )?,
+                    spec.bq as usize,
+                    None,
+                )
+            }
         },
     )
+}
+
+/// Whether the fused path writes a 16-bit O itself for this problem, with no f32 scratch copy and
+/// no pack pass: where it runs the subgroup form (rows in lanes, native or emulated), in one key
+/// chunk (so it never reads O back to accumulate) and the value dim is a multiple of 4 (so every
+/// row is whole pairs of words and no two invocations write one word). Elsewhere it writes an f32
+/// O that the caller packs.
+pub(crate) fn direct_16bit(ctx: &Context, prob: &Problem, opts: &AttentionOptions) -> bool {
+    let s = prob.shape;
+    if s.value_dim % 4 != 0 || s.kv_len == 0 || !supports(&s) {
+        return false;
+    }
+    match flash_form(
+        ctx,
+        &s,
+        opts.subgroups,
+        opts.emulate_subgroups,
+        s.q_len,
+        false,
+    ) {
+        FlashForm::Subgroup {
+            size,
+            dims_in_lanes: false,
+            ..
+        } => s.kv_len <= flash::subgroup_keys_per_dispatch(size),
+        _ => false,
+    }
 }
 
 /// PAGED = 1 where K and V are a KV cache's pools (absent, so 0, otherwise).
@@ -336,7 +374,11 @@ pub(crate) fn record(
     let s = prob.shape;
     let max_dispatch_work = opts.max_dispatch_work;
     let spec = flash::spec(ctx.tuning().0, s.head_dim, s.value_dim);
-    let (kernel, rows_per_group, subgroup) = flash_kernel(ctx, prob, opts, false, s.q_len, spec)?;
+    // A 16-bit `out` is written directly (the caller checked `direct_16bit`).
+    let odt = out.dtype().code();
+    debug_assert!(odt == 0 || direct_16bit(ctx, prob, opts));
+    let (kernel, rows_per_group, subgroup) =
+        flash_kernel(ctx, prob, opts, false, s.q_len, spec, odt)?;
     let kc = match subgroup {
         Some((sg, _)) => flash::subgroup_keys_per_dispatch(sg),
         None => flash::keys_per_dispatch(spec),

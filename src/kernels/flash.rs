@@ -224,6 +224,17 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
         .iter()
         .find(|(n, _)| *n == "DT")
         .map_or(0, |(_, v)| *v);
+    // The dtype of O where the kernel writes a 16-bit O itself (ODT: 1 f16, 2 bf16; absent or 0
+    // for an f32 O). Only the fused form's single key chunk does (`fused::direct_16bit`): its
+    // rows end on word pairs and it never reads O back to accumulate.
+    let odt = constants
+        .iter()
+        .find(|(n, _)| *n == "ODT")
+        .map_or(0, |(_, v)| *v);
+    assert!(
+        odt == 0 || (!decode && dv % 4 == 0),
+        "a 16-bit O is written by the fused form with a value dim that is a multiple of 4"
+    );
     // Head dims across lanes (decode only, native subgroups only; `flash_lanes`): K and V are
     // declared with the load widths of the lanes' slices.
     let lanes = constants.iter().any(|&(n, v)| n == "DL" && v != 0);
@@ -245,7 +256,7 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
             continue;
         };
         let code = match name.trim() {
-            "bindings" => gen_bindings(sg, dk, dv, wk, wv, emu, dt),
+            "bindings" => gen_bindings(sg, dk, dv, wk, wv, emu, dt, odt),
             "lane_builtins" if emu => String::new(),
             "lane_builtins" => "    @builtin(subgroup_invocation_id) sli: u32,\n".to_string(),
             "lane_setup" if emu => "    let lane = li;\n    let full = true;\n".to_string(),
@@ -257,9 +268,9 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
             "prologue" if lanes => super::flash_lanes::prologue(sg, r, ks, vs, dt),
             "block" if lanes => super::flash_lanes::block(sg, r, ks, vs, dt),
             "epilogue" if lanes => super::flash_lanes::epilogue(r, vs),
-            "prologue" => gen_prologue(sg, r, dk, dv, decode, dt),
+            "prologue" => gen_prologue(sg, r, dk, dv, decode, dt, odt),
             "block" => gen_block(sg, r, dk, dv, wk, wv, emu, dt),
-            "epilogue" => gen_epilogue(r, dv),
+            "epilogue" => gen_epilogue(r, dv, odt),
             other => panic!("flash_subgroup.wgsl: unknown generated part {other}"),
         };
         out.push_str(&code);
@@ -271,8 +282,19 @@ pub(crate) fn expand_subgroup(source: &str, constants: &[(&'static str, u32)]) -
 /// elements), else as scalars; K and V (`wk`, `wv`) as rows of `vec4<u64>` (8 floats per load)
 /// where asked, with the helpers that unpack them. 16-bit inputs (`dt` 1 or 2): a vec4 is a pair
 /// of words (`vec2<u32>`), a wide load four words (`vec4<u32>`, 8 elements), and scalar rows are
-/// read through the `//@input` accessors. O is f32 whatever the inputs are.
-fn gen_bindings(sg: u32, dk: u32, dv: u32, wk: u32, wv: u32, emu: bool, dt: u32) -> String {
+/// read through the `//@input` accessors. O is f32 whatever the inputs are, or with `odt` (1 f16,
+/// 2 bf16) a 16-bit O, each vec4 of a row stored as a pair of words.
+#[allow(clippy::too_many_arguments)]
+fn gen_bindings(
+    sg: u32,
+    dk: u32,
+    dv: u32,
+    wk: u32,
+    wv: u32,
+    emu: bool,
+    dt: u32,
+    odt: u32,
+) -> String {
     let mut c = String::new();
     for (name, binding, d, w) in [("q", 1, dk, 4), ("k", 2, dk, wk), ("v", 3, dv, wv)] {
         let ty = match (d % 4 == 0, w, dt) {
@@ -289,7 +311,11 @@ fn gen_bindings(sg: u32, dk: u32, dv: u32, wk: u32, wv: u32, emu: bool, dt: u32)
         };
         c += &format!("@group(0) @binding({binding}) var<storage, read> {name}: array<{ty}>;\n");
     }
-    let oty = if dv % 4 == 0 { "vec4<f32>" } else { "f32" };
+    let oty = match (dv % 4 == 0, odt) {
+        (true, 0) => "vec4<f32>",
+        (true, _) => "vec2<u32>",
+        (false, _) => "f32",
+    };
     c += &format!("@group(0) @binding(4) var<storage, read_write> o: array<{oty}>;\n");
     if emu {
         // The emulated broadcasts' exchange: every lane's K and V row of the current block.
@@ -410,7 +436,14 @@ fn row_vec4(buf: &str, row: &str, d: u32, t: u32, dt: u32) -> String {
 /// scalars that exist.
 /// The value passes through `guard4`/`guard1`, which write NaN instead where the workgroup was
 /// not one full subgroup (the shader's header says why).
-fn store_row_vec4(row: &str, d: u32, t: u32, x: &str) -> String {
+/// With `odt` (a 16-bit O; `d` a multiple of 4) the vec4 is rounded and stored as two words.
+fn store_row_vec4(row: &str, d: u32, t: u32, x: &str, odt: u32) -> String {
+    if d % 4 == 0 && odt != 0 {
+        return format!(
+            "        o[{row} * {}u + {t}u] = pack4_16(guard4({x}, full), {odt}u);\n",
+            d / 4
+        );
+    }
     if d % 4 == 0 {
         return format!(
             "        o[{row} * {}u + {t}u] = guard4({x}, full);\n",
@@ -428,7 +461,8 @@ fn store_row_vec4(row: &str, d: u32, t: u32, x: &str) -> String {
         .collect()
 }
 
-fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32, decode: bool, dt: u32) -> String {
+/// With `odt` (a 16-bit O, written by a single key chunk) nothing is read back to accumulate.
+fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32, decode: bool, dt: u32, odt: u32) -> String {
     let (dk4, dv4) = (dk.div_ceil(4), dv.div_ceil(4));
     let mut c = String::new();
     for r in 0..r {
@@ -462,6 +496,9 @@ fn gen_prologue(sg: u32, r: u32, dk: u32, dv: u32, decode: bool, dt: u32) -> Str
         c += &format!("    var m{r} = MASKED;\n    var l{r} = 0.0;\n");
         for t in 0..dv4 {
             c += &format!("    var a{r}_{t} = vec4<f32>(0.0);\n");
+        }
+        if odt != 0 {
+            continue;
         }
         c += &format!(
             "    if (accumulate && ok{r}) {{\n        let st = ml[row{r}];\n        \
@@ -571,7 +608,7 @@ fn balanced(terms: &[String], op: &dyn Fn(&str, &str) -> String) -> String {
     }
 }
 
-fn gen_epilogue(r: u32, dv: u32) -> String {
+fn gen_epilogue(r: u32, dv: u32, odt: u32) -> String {
     let dv4 = dv.div_ceil(4);
     let mut c = String::new();
     for r in 0..r {
@@ -580,7 +617,7 @@ fn gen_epilogue(r: u32, dv: u32) -> String {
              let dst{r} = select(slot{r}, row{r}, finalize);\n"
         );
         for t in 0..dv4 {
-            c += &store_row_vec4(&format!("dst{r}"), dv, t, &format!("a{r}_{t} * f{r}"));
+            c += &store_row_vec4(&format!("dst{r}"), dv, t, &format!("a{r}_{t} * f{r}"), odt);
         }
         c += &format!("        finish_row(row{r}, slot{r}, m{r}, l{r}, finalize, full);\n    }}\n");
     }

@@ -458,6 +458,20 @@ pub fn all_kernels() -> Vec<crate::trace::TraceKernel> {
             ),
             (&pack::SOURCE, pack::key(dt)),
             (&merge::SOURCE, merge::key(dt)),
+            // The fused subgroup form writing a 16-bit O itself (one key chunk), native and
+            // emulated.
+            (
+                &flash::SUBGROUP_SOURCE,
+                flash::subgroup_key(8, 4, false, 64, 64, 0, 1, false)
+                    .with(data(false))
+                    .with(vec![("ODT", d)]),
+            ),
+            (
+                &flash::SUBGROUP_SOURCE,
+                flash::subgroup_key(32, 2, false, 128, 40, 1, 0, true)
+                    .with(data(true))
+                    .with(vec![("ODT", d)]),
+            ),
             (&additive::SOURCE, additive::key(false).with(data(false))),
             (&additive::SOURCE, additive::key(true).with(data(true))),
             (&kv_copy::SOURCE, kv_copy::key(dt, false)),
