@@ -18,8 +18,12 @@
 //
 // Specialization constants (header): BQ (rows per workgroup), BK (keys per tile), DK and DV
 // (head and value dims rounded up to a multiple of 4; the tail is zero-padded), DECODE; for 16-bit
-// data DT (the inputs' dtype), KA and VA (head and value dims even), MDT (the mask's dtype). The
-// output and state stay f32 (`o` is the f32 accumulator; a 16-bit output is packed after).
+// data DT (the inputs' dtype), KA and VA (head and value dims even), MDT (the mask's dtype), and
+// ODT where the kernel writes a 16-bit O itself. `o` is bound as words: f32 values (the
+// accumulator between dispatches, the partial outputs of decode, an f32 O) are stored as their
+// bits; with ODT (1 f16, 2 bf16: one key chunk, value_dim a multiple of 4, fused::direct_16bit)
+// the last dispatch stores O rounded to nearest even, each 4 columns of a row as two words
+// (round16.wgsl); otherwise a 16-bit O is packed from the f32 O afterwards.
 
 @group(0) @binding(0) var<uniform> p: Params;
 // q, k and v in the call's dtype (DT; KA and VA: head and value dims even), read through the
@@ -27,7 +31,7 @@
 //@input q 1 DT
 //@input k 2 DT KA
 //@input v 3 DT VA
-@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+@group(0) @binding(4) var<storage, read_write> o: array<u32>;
 @group(0) @binding(5) var<storage, read_write> ml: array<vec2<f32>>;
 @group(0) @binding(6) var<storage, read_write> lse: array<u32>;
 //@input mask 7 MDT
@@ -108,7 +112,7 @@ fn main(
             for (var c = 0u; c < 4u; c++) {
                 let e = 4u * t + c;
                 if (e < p.value_dim) {
-                    x[c] = o[row * p.value_dim + e];
+                    x[c] = bitcast<f32>(o[row * p.value_dim + e]);
                 }
             }
             acc[t] = x;
@@ -247,10 +251,19 @@ fn main(
         let inv = select(0.0, 1.0 / l, any_key);
         for (var t = 0u; t < DV4; t++) {
             let x = acc[t] * inv;
-            for (var c = 0u; c < 4u; c++) {
-                let e = 4u * t + c;
-                if (e < p.value_dim) {
-                    o[row * p.value_dim + e] = x[c];
+            if (ODT != 0u) {
+                if (4u * t < p.value_dim) {
+                    let w = (row * p.value_dim + 4u * t) / 2u;
+                    let words = pack4_16(x, ODT);
+                    o[w] = words.x;
+                    o[w + 1u] = words.y;
+                }
+            } else {
+                for (var c = 0u; c < 4u; c++) {
+                    let e = 4u * t + c;
+                    if (e < p.value_dim) {
+                        o[row * p.value_dim + e] = bitcast<u32>(x[c]);
+                    }
                 }
             }
         }
@@ -260,7 +273,7 @@ fn main(
             for (var c = 0u; c < 4u; c++) {
                 let e = 4u * t + c;
                 if (e < p.value_dim) {
-                    o[slot * p.value_dim + e] = acc[t][c];
+                    o[slot * p.value_dim + e] = bitcast<u32>(acc[t][c]);
                 }
             }
         }

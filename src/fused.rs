@@ -288,11 +288,7 @@ pub(crate) fn flash_kernel(
                 )
                 .with(prob.data_constants(false))
                 .with(paged_constant(prob))
-                .with(if odt != 0 {
-                    vec![("ODT", odt)]
-                } else {
-                    Vec::new()
-                });
+                .with(odt_constant(odt));
                 // Dims across lanes: each workgroup covers r rows, not r per lane.
                 let (key, covered) = if dims_in_lanes {
                     (key.with(vec![("DL", 1)]), r)
@@ -305,28 +301,35 @@ pub(crate) fn flash_kernel(
                     Some((size, dims_in_lanes)),
                 )
             }
-            FlashForm::Workgroup { .. } => {
-                debug_assert_eq!(odt, 0, "the workgroup-memory form writes an f32 O");
-                (
-                    ctx.kernel(
-                        &flash::SOURCE,
-                        flash::key(spec)
-                            .with(prob.data_constants(true))
-                            .with(paged_constant(prob)),
-                    )?,
-                    spec.bq as usize,
-                    None,
-                )
-            }
+            FlashForm::Workgroup { .. } => (
+                ctx.kernel(
+                    &flash::SOURCE,
+                    flash::key(spec)
+                        .with(prob.data_constants(true))
+                        .with(paged_constant(prob))
+                        .with(odt_constant(odt)),
+                )?,
+                spec.bq as usize,
+                None,
+            ),
         },
     )
 }
 
+/// ODT where the kernel writes a 16-bit O itself (absent, so 0, for an f32 O).
+fn odt_constant(odt: u32) -> Vec<(&'static str, u32)> {
+    if odt != 0 {
+        vec![("ODT", odt)]
+    } else {
+        Vec::new()
+    }
+}
+
 /// Whether the fused path writes a 16-bit O itself for this problem, with no f32 scratch copy and
-/// no pack pass: where it runs the subgroup form (rows in lanes, native or emulated), in one key
-/// chunk (so it never reads O back to accumulate) and the value dim is a multiple of 4 (so every
-/// row is whole pairs of words and no two invocations write one word). Elsewhere it writes an f32
-/// O that the caller packs.
+/// no pack pass: where its kernel (the subgroup form with rows in lanes, native or emulated, or
+/// the workgroup-memory form) takes the keys in one chunk, so it never reads O back to
+/// accumulate, and the value dim is a multiple of 4, so every row is whole pairs of words and no
+/// two invocations write one word. Elsewhere it writes an f32 O that the caller packs.
 pub(crate) fn direct_16bit(ctx: &Context, prob: &Problem, opts: &AttentionOptions) -> bool {
     let s = prob.shape;
     if s.value_dim % 4 != 0 || s.kv_len == 0 || !supports(&s) {
@@ -345,7 +348,11 @@ pub(crate) fn direct_16bit(ctx: &Context, prob: &Problem, opts: &AttentionOption
             dims_in_lanes: false,
             ..
         } => s.kv_len <= flash::subgroup_keys_per_dispatch(size),
-        _ => false,
+        FlashForm::Subgroup { .. } => false,
+        FlashForm::Workgroup { .. } => {
+            let spec = flash::spec(ctx.tuning().0, s.head_dim, s.value_dim);
+            s.kv_len <= flash::keys_per_dispatch(spec)
+        }
     }
 }
 

@@ -173,9 +173,11 @@ fn mixed_dtypes_are_typed_errors_that_name_the_tensor() {
 
 /// The packed output is exactly the f32 output rounded to nearest even: the kernel's integer
 /// rounding against the host's, on normal values, values near f16's largest (V up to 6e4) and
-/// f16 subnormals (V below 2^-14), on every variant. The decode path's merge writes a 16-bit O
-/// itself, in each of its forms: value dim 5 (one invocation a word, words across rows, an odd
-/// element count), 6 (one a word, rows of whole words) and 8 (two words per 4 columns).
+/// f16 subnormals (V below 2^-14), on every variant, with subgroups on and off. Kernels that write
+/// a 16-bit O themselves are covered in each of their forms: the decode path's merge at value dim
+/// 5 (one invocation a word, words across rows, an odd element count), 6 (one a word, rows of
+/// whole words) and 8 (two words per 4 columns); the fused path at 8, in its subgroup form
+/// (subgroups on) and its workgroup-memory form (off); at 5 and 6 the fused path is packed.
 #[test]
 fn packed_output_is_the_f32_output_rounded_to_nearest_even() {
     let c = ctx();
@@ -191,8 +193,14 @@ fn packed_output_is_the_f32_output_rounded_to_nearest_even() {
                 .iter_mut()
                 .for_each(|x| *x = dtype.round(*x * factor));
             let (q, k, v, opts) = case.upload(c).unwrap();
-            for variant in Variant::CONCRETE {
-                let opts = opts.clone().variant(variant);
+            let forms = Variant::CONCRETE
+                .into_iter()
+                .flat_map(|v| [Some(false), None].map(|sg| (v, sg)));
+            for (variant, subgroups) in forms {
+                let opts = AttentionOptions {
+                    subgroups,
+                    ..opts.clone().variant(variant)
+                };
                 let wide = c
                     .attention_blocking(&q, &k, &v, &opts.clone().with_f32_output())
                     .unwrap()
@@ -207,7 +215,10 @@ fn packed_output_is_the_f32_output_rounded_to_nearest_even() {
                     .map(|&x| dtype.to_bits16(x))
                     .collect();
                 let got = pollster::block_on(packed.read_bits(c)).unwrap();
-                assert_eq!(got, want, "{name} {dtype} {variant}");
+                assert_eq!(
+                    got, want,
+                    "{name} {dtype} {variant} subgroups {subgroups:?}"
+                );
             }
         }
     }

@@ -458,8 +458,14 @@ pub fn all_kernels() -> Vec<crate::trace::TraceKernel> {
             ),
             (&pack::SOURCE, pack::key(dt)),
             (&merge::SOURCE, merge::key(dt)),
-            // The fused subgroup form writing a 16-bit O itself (one key chunk), native and
-            // emulated.
+            // The fused kernel writing a 16-bit O itself (one key chunk): the workgroup-memory
+            // form, the subgroup form native and emulated.
+            (
+                &flash::SOURCE,
+                flash::key(flash::spec(t, 64, 64))
+                    .with(data(true))
+                    .with(vec![("ODT", d)]),
+            ),
             (
                 &flash::SUBGROUP_SOURCE,
                 flash::subgroup_key(8, 4, false, 64, 64, 0, 1, false)
