@@ -37,12 +37,14 @@
 // Specialization constants (header): SG (subgroup size = workgroup size), R (rows per
 // invocation), DECODE, DK, DV (exact head and value dims; K and V are read as rows of vec4 when their dim
 // is a multiple of 4), MASK (the mask kind: 0 none, 1 bool, 2 additive), W64 (wide loads), EMU
-// (emulated broadcasts); DT and MDT (the inputs' and the mask's dtype) for 16-bit data.
+// (emulated broadcasts); DT and MDT (the inputs' and the mask's dtype) for 16-bit data; ODT
+// where the fused form writes a 16-bit O itself (one key chunk, DV a multiple of 4).
 
 @group(0) @binding(0) var<uniform> p: Params;
 // q, k, v and o: arrays of vec4 rows where their dim is a multiple of 4, else of scalars; 16-bit
 // q, k and v (DT) as pairs of words per vec4 (quads of words per 8 elements when wide), unpacked
-// on load, or through the scalar accessors of `//@input`. o is f32.
+// on load, or through the scalar accessors of `//@input`. o is f32, or with ODT a 16-bit O as
+// pairs of words per vec4, rounded to nearest even (round16.wgsl).
 //@gen bindings
 @group(0) @binding(5) var<storage, read_write> ml: array<vec2<f32>>;
 @group(0) @binding(6) var<storage, read_write> lse: array<u32>;
