@@ -23,7 +23,7 @@
 // accumulator between dispatches, the partial outputs of decode, an f32 O) are stored as their
 // bits; with ODT (1 f16, 2 bf16: one key chunk, value_dim a multiple of 4, fused::direct_16bit)
 // the last dispatch stores O rounded to nearest even, each 4 columns of a row as two words
-// (round16.wgsl); otherwise a 16-bit O is packed from the f32 O afterwards.
+// (store_o.wgsl, round16.wgsl); otherwise a 16-bit O is packed from the f32 O afterwards.
 
 @group(0) @binding(0) var<uniform> p: Params;
 // q, k and v in the call's dtype (DT; KA and VA: head and value dims even), read through the
@@ -250,22 +250,7 @@ fn main(
         let any_key = l > 0.0;
         let inv = select(0.0, 1.0 / l, any_key);
         for (var t = 0u; t < DV4; t++) {
-            let x = acc[t] * inv;
-            if (ODT != 0u) {
-                if (4u * t < p.value_dim) {
-                    let w = (row * p.value_dim + 4u * t) / 2u;
-                    let words = pack4_16(x, ODT);
-                    o[w] = words.x;
-                    o[w + 1u] = words.y;
-                }
-            } else {
-                for (var c = 0u; c < 4u; c++) {
-                    let e = 4u * t + c;
-                    if (e < p.value_dim) {
-                        o[row * p.value_dim + e] = bitcast<u32>(x[c]);
-                    }
-                }
-            }
+            store_o4(row, t, acc[t] * inv);
         }
         lse[row] = select(NEG_INF_BITS, bitcast<u32>(m + log(max(l, 1e-30))), any_key);
     } else {

@@ -13,7 +13,8 @@
 //   each half gets its own row's statistics). With an odd element count the last word's upper
 //   half is not O's: it is read and written back unchanged.
 // Each 16-bit value is the one the f32 form computes, in the same order of operations, rounded to
-// nearest even (round16.wgsl): the same bits as packing the f32 O afterwards.
+// nearest even (round16.wgsl): the same bits as packing the f32 O afterwards. The per-word form
+// takes its column from the same 4-column pass (merged4), so every value comes from one code path.
 // o is bound as words in both forms (f32 values stored as their bits).
 //
 // Specialization constants (header): WG, ODT.
@@ -65,21 +66,6 @@ fn lse_bits(r: RowStats) -> u32 {
     return select(bits, NAN_BITS, r.broken);
 }
 
-// Element c of the row's O (its 16-bit form).
-fn merged(row: u32, r: RowStats, c: u32) -> f32 {
-    var acc = 0.0;
-    if (r.any_key) {
-        for (var sp = 0u; sp < p.nseg; sp++) {
-            let st = part_ml[row * p.nseg + sp];
-            if (st.y > 0.0) {
-                acc += part_o[(row * p.nseg + sp) * p.value_dim + c] * exp(st.x - r.big);
-            }
-        }
-    }
-    let inv = select(0.0, 1.0 / r.l, r.any_key);
-    return select(acc * inv, nan_f32(), r.broken);
-}
-
 // Elements 4t .. 4t+3 of the row's O (those past the value dim are 0), sharing one pass over
 // the splits.
 fn merged4(row: u32, r: RowStats, t: u32) -> vec4<f32> {
@@ -123,7 +109,7 @@ fn main(
         if (c0 == 0u) {
             lse[r0] = lse_bits(s0);
         }
-        let lo = to_bits16(merged(r0, s0, c0), ODT);
+        let lo = to_bits16(merged4(r0, s0, c0 / 4u)[c0 % 4u], ODT);
         var hi: u32;
         if (e + 1u < count) {
             let r1 = (e + 1u) / p.value_dim;
@@ -133,7 +119,8 @@ fn main(
                 s1 = row_stats(r1);
                 lse[r1] = lse_bits(s1);
             }
-            hi = to_bits16(merged(r1, s1, (e + 1u) % p.value_dim), ODT);
+            let c1 = (e + 1u) % p.value_dim;
+            hi = to_bits16(merged4(r1, s1, c1 / 4u)[c1 % 4u], ODT);
         } else {
             hi = o[idx] >> 16u;
         }
@@ -148,21 +135,8 @@ fn main(
     let row = idx / dv4;
     let t = idx % dv4;
     let r = row_stats(row);
-    let x = merged4(row, r, t);
-    if (ODT != 0u) {
-        // Rows of whole pairs of words: columns 4t .. 4t+3 are two words of their own.
-        let w = (row * p.value_dim + 4u * t) / 2u;
-        let words = pack4_16(x, ODT);
-        o[w] = words.x;
-        o[w + 1u] = words.y;
-    } else {
-        for (var c = 0u; c < 4u; c++) {
-            let e = 4u * t + c;
-            if (e < p.value_dim) {
-                o[row * p.value_dim + e] = bitcast<u32>(x[c]);
-            }
-        }
-    }
+    // A 16-bit O here has rows of whole pairs of words (store_o.wgsl).
+    store_o4(row, t, merged4(row, r, t));
     if (t == 0u) {
         lse[row] = lse_bits(r);
     }

@@ -1,6 +1,7 @@
 // Rounding of f32 results to 16-bit bit patterns, for the kernels that can write a 16-bit O
 // (pack.wgsl, merge.wgsl, the fused subgroup form; their key's ODT is the O's dtype): put in front
-// of a kernel by the host (pipeline.rs) when its code calls `to_bits16` or `pack4_16`.
+// of a kernel by the host (pipeline.rs) when its code (store_o.wgsl included) calls `to_bits16` or
+// `pack4_16`.
 //
 // The rounding is done in integer arithmetic on the bit patterns, not with pack2x16float, whose
 // rounding mode WGSL leaves to the implementation: so the result is the same correctly rounded

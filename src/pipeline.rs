@@ -140,7 +140,8 @@ impl KernelSource {
                 "fn unpack_f16(w: u32) -> vec2<f32> {\n    return f16x2_from_bits(w);\n}\n"
             });
         }
-        if body.contains("to_bits16(") || body.contains("pack4_16(") {
+        let calls = |f: &str| body.contains(f) || self.prelude.contains(f);
+        if calls("to_bits16(") || calls("pack4_16(") {
             code.push_str(ROUND16_WGSL);
         }
         code.push_str(&expand_inputs(&body, constants));
@@ -155,7 +156,8 @@ impl KernelSource {
 const UNPACK_WGSL: &str = include_str!("../shaders/unpack.wgsl");
 
 /// The rounding of f32 results to 16-bit bits (`shaders/round16.wgsl`), put in front of kernels
-/// whose code calls it: those that can write a 16-bit O (their key's ODT: 1 f16, 2 bf16).
+/// whose code (prelude or body) calls it: those that can write a 16-bit O (their key's ODT: 1
+/// f16, 2 bf16).
 const ROUND16_WGSL: &str = include_str!("../shaders/round16.wgsl");
 
 /// Constants that are 0 where a key does not name them: PAGED (K and V read from a KV cache's

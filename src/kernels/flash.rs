@@ -7,7 +7,7 @@ use crate::tuning::Tuning;
 
 pub(crate) const SOURCE: KernelSource = KernelSource {
     enable: "",
-    prelude: super::FLASH_WGSL,
+    prelude: super::FLASH_WG_WGSL,
     name: "flash",
     source: include_str!("../../shaders/flash.wgsl"),
     entry: "main",

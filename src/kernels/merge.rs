@@ -6,7 +6,7 @@ use crate::pipeline::{Binding, PipelineKey};
 
 pub(crate) const SOURCE: KernelSource = KernelSource {
     enable: "",
-    prelude: super::COMMON_WGSL,
+    prelude: super::MERGE_WGSL,
     name: "merge",
     source: include_str!("../../shaders/merge.wgsl"),
     entry: "main",

@@ -36,6 +36,21 @@ pub(crate) const FLASH_WGSL: &str = concat!(
     include_str!("../../shaders/paged.wgsl")
 );
 
+/// FLASH_WGSL followed by the stores of an O bound as words in its own dtype, for the fused
+/// kernel's workgroup-memory form (`shaders/flash.wgsl`).
+pub(crate) const FLASH_WG_WGSL: &str = concat!(
+    include_str!("../../shaders/common.wgsl"),
+    include_str!("../../shaders/keys.wgsl"),
+    include_str!("../../shaders/paged.wgsl"),
+    include_str!("../../shaders/store_o.wgsl")
+);
+/// common.wgsl followed by the stores of an O bound as words in its own dtype, for the decode
+/// path's merge (`shaders/merge.wgsl`).
+pub(crate) const MERGE_WGSL: &str = concat!(
+    include_str!("../../shaders/common.wgsl"),
+    include_str!("../../shaders/store_o.wgsl")
+);
+
 /// Parameters of one dispatch. Must match `struct Params` in `shaders/common.wgsl` field for
 /// field (128 bytes); every kernel reads this one struct.
 #[repr(C)]
