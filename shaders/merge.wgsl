@@ -3,7 +3,8 @@
 // For each row it finds the largest running max over the splits that saw a key, then
 // O = Σ acc_s · exp(m_s − M) / Σ l_s · exp(m_s − M) and lse = M + ln(Σ …). Splits with l = 0 (no
 // key) are skipped, so the sentinel max never enters arithmetic. Loops run over p.nseg splits (the
-// host keeps that at most 4,096; an invocation runs at most six such loops).
+// host keeps that at most 4,096; an invocation runs at most six such loops, none nested: 24,576
+// trips, far below lavapipe's 65,535).
 //
 // O is written in its own dtype (ODT), so a 16-bit O needs no f32 scratch copy and no pack pass:
 // - one invocation per (query row, 4 value columns), sharing one pass over the splits: an f32 O,
@@ -76,11 +77,17 @@ fn merged4(row: u32, r: RowStats, t: u32) -> vec4<f32> {
             if (st.y > 0.0) {
                 let w = exp(st.x - r.big);
                 let base = (row * p.nseg + sp) * p.value_dim + 4u * t;
-                for (var c = 0u; c < 4u; c++) {
-                    if (4u * t + c < p.value_dim) {
-                        acc[c] += part_o[base + c] * w;
-                    }
-                }
+                // Columns past the value dim read the next row's values (or, at the buffer's
+                // end, whatever WGSL's bounded access reads) and are dropped: no inner loop, so
+                // the trip count stays one per split.
+                let x = vec4<f32>(
+                    part_o[base],
+                    part_o[base + 1u],
+                    part_o[base + 2u],
+                    part_o[base + 3u]
+                );
+                let kept = 4u * t + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.value_dim);
+                acc += select(vec4<f32>(0.0), x, kept) * w;
             }
         }
     }
